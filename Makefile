@@ -1,0 +1,44 @@
+# kioskd — see README.md. Every target works on a fresh machine with Go.
+GO      ?= go
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+DATA    ?= ./.kioskd
+HTTP    ?= 127.0.0.1:8080
+LDFLAGS := -X main.Version=$(VERSION)
+# Packages with concurrent code, tested again under the race detector.
+RACE_PKGS := ./firmware/... ./cmd/...
+
+.PHONY: all build run test bench cross lint clean
+
+all: lint test
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
+
+# kioskd on the simulated board, state in ./.kioskd, till on 127.0.0.1:8080.
+run:
+	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/kioskd --board sim --data $(DATA) --http $(HTTP)
+
+test:
+	$(GO) test ./...
+	$(GO) test -race -short $(RACE_PKGS)
+
+# Benchmarks and the comparison harnesses; figures go in docs/BENCHMARKS.md.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) run ./bench/storage
+	$(GO) run ./bench/daemon
+
+# Stripped binaries for the boards: Pi 4/5/CM4/Zero 2 W (arm64), and
+# 32-bit Raspberry Pi OS on ARMv6 (Zero, 1) and ARMv7 (2, 3).
+cross:
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o bin/linux-arm64/ ./cmd/...
+	GOOS=linux GOARCH=arm GOARM=7 CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o bin/linux-armv7/ ./cmd/...
+	GOOS=linux GOARCH=arm GOARM=6 CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o bin/linux-armv6/ ./cmd/...
+
+lint:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+clean:
+	rm -rf bin

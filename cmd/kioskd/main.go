@@ -1,0 +1,270 @@
+// Command kioskd is the firmware of a point-of-sale kiosk: it boots into
+// the till, drives the stall's peripherals, keeps every sale durable in the
+// ledger and reports to the fleet. See ../../README.md and DESIGN.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+	_ "time/tzdata" // a kiosk image may lack /usr/share/zoneinfo
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/rs/zerolog"
+
+	"github.com/microretail/kioskd/boards"
+	"github.com/microretail/kioskd/firmware/ledger"
+	"github.com/microretail/kioskd/firmware/till"
+)
+
+// Version is set at build time: -ldflags "-X main.Version=…".
+var Version = "dev"
+
+// shutdownBudget is how long a SIGTERM may take, end to end. DESIGN.md
+// promises an exit within 5 s; the rest of the budget is slack.
+const shutdownBudget = 4 * time.Second
+
+// devBrokerAddr is where --dev's embedded broker listens.
+const devBrokerAddr = "127.0.0.1:1883"
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg, err := loadConfig(args, stderr)
+	switch {
+	case errors.Is(err, errVersion):
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	case err != nil:
+		fmt.Fprintln(stderr, "kioskd:", err)
+		return 2
+	}
+	log := newLogger(cfg, stdout)
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := serve(ctx, cfg, log); err != nil {
+		log.Error().Err(err).Msg("kioskd stopped")
+		return 1
+	}
+	return 0
+}
+
+func newLogger(cfg Config, stdout io.Writer) zerolog.Logger {
+	w := stdout
+	console := cfg.Log.Format == "console"
+	if cfg.Log.Format == "auto" {
+		if f, ok := stdout.(*os.File); ok {
+			if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+				console = true
+			}
+		}
+	}
+	if console {
+		w = zerolog.ConsoleWriter{Out: stdout, TimeFormat: time.TimeOnly}
+	}
+	level, _ := zerolog.ParseLevel(cfg.Log.Level)
+	return zerolog.New(w).Level(level).With().Timestamp().Str("kiosk_id", cfg.KioskID).Logger()
+}
+
+// serve runs the kiosk until ctx ends, then shuts it down cleanly: no new
+// sales, in-flight checkouts finished and synced, the ledger closed.
+func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
+	boardName, why := cfg.Board, "configured"
+	if boardName == "" {
+		boardName, why = boards.Detect(boards.ModelPath)
+	}
+	profile, err := boards.Load(boardName)
+	if err != nil {
+		return err
+	}
+	if cfg.Board == "" && profile.IsSim() {
+		log.Warn().Str("reason", why).Msg("no supported board detected: running the sim board, every peripheral emulated")
+	}
+	log.Info().Str("board", profile.Name).Str("model", profile.Model).Str("why", why).Str("version", Version).Msg("kioskd starting")
+
+	products := cfg.Catalog
+	if len(products) == 0 && profile.IsSim() {
+		products = till.SimCatalog()
+	}
+	catalog, err := till.NewCatalog(products)
+	if err != nil {
+		return err
+	}
+	if len(products) == 0 {
+		log.Warn().Msg("the catalog is empty: add [[catalog]] entries to the config")
+	}
+	loc, _ := time.LoadLocation(cfg.Shop.Timezone) // checked with the config
+	dayStart, _ := cfg.dayStart()
+
+	if err := os.MkdirAll(cfg.Data, 0o750); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.HTTP)
+	if err != nil {
+		return fmt.Errorf("till listener: %w", err)
+	}
+	api := till.NewServer(till.ServerOptions{
+		Identity: till.Identity{KioskID: cfg.KioskID, Board: profile.Name, Version: Version, Currency: cfg.Shop.Currency},
+		Logger:   log,
+	})
+	api.SetWaiting("opening the ledger")
+	httpSrv := &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+	}
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- httpSrv.Serve(ln) }()
+	log.Info().Str("addr", ln.Addr().String()).Msg("till listening")
+
+	if cfg.Dev {
+		broker, err := startDevBroker()
+		if err != nil {
+			return err
+		}
+		defer broker.Close()
+		log.Info().Str("addr", devBrokerAddr).Msg("dev MQTT broker up")
+	}
+	if cfg.MQTT != "" {
+		log.Warn().Str("mqtt", cfg.MQTT).Msg("this build has no MQTT session yet: running offline; sales wait in the outbox")
+	}
+
+	l, err := openLedger(ctx, filepath.Join(cfg.Data, "ledger"), ledger.Options{
+		KioskID:  cfg.KioskID,
+		Currency: cfg.Shop.Currency,
+		Location: loc,
+		DayStart: dayStart,
+		Logger:   log,
+	}, api, log)
+	if err != nil { // ctx ended before the ledger opened
+		return shutdownHTTP(httpSrv, httpDone, log)
+	}
+	t := till.New(till.Options{Ledger: l, Catalog: catalog, Logger: log})
+	api.SetTill(t)
+	_, _ = daemon.SdNotify(false, daemon.SdNotifyReady+"\nSTATUS=selling")
+	log.Info().Uint64("head", l.Head()).Uint64("outbox", l.OutboxLen()).Msg("till ready")
+
+	wdDone := make(chan struct{})
+	go func() { defer close(wdDone); watchdog(ctx, l, log) }()
+
+	select {
+	case <-ctx.Done():
+	case err := <-httpDone:
+		log.Error().Err(err).Msg("till listener failed")
+	}
+	log.Info().Msg("shutting down: no new sales")
+	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping+"\nSTATUS=shutting down")
+	t.Close()
+	herr := shutdownHTTP(httpSrv, httpDone, log)
+	<-wdDone
+	if err := l.Close(); err != nil {
+		log.Error().Err(err).Msg("closing the ledger")
+		return err
+	}
+	log.Info().Uint64("head", l.Head()).Msg("ledger closed; bye")
+	return herr
+}
+
+// openLedger opens the ledger, retrying with backoff while /healthz says why
+// it cannot. It gives up only when ctx ends.
+func openLedger(ctx context.Context, dir string, opts ledger.Options, api *till.Server, log zerolog.Logger) (*ledger.Ledger, error) {
+	backoff, last := 250*time.Millisecond, ""
+	for {
+		l, err := ledger.Open(dir, opts)
+		if err == nil {
+			return l, nil
+		}
+		if msg := err.Error(); msg != last {
+			log.Error().Err(err).Msg("cannot open the ledger; retrying")
+			last = msg
+		}
+		api.SetWaiting("ledger: " + err.Error())
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+}
+
+func shutdownHTTP(srv *http.Server, done <-chan error, log zerolog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownBudget)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		log.Error().Err(err).Msg("till listener did not drain in time")
+		_ = srv.Close()
+	}
+	if err := <-done; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// watchdog pets systemd's watchdog while the ledger's syncs complete. A
+// storage device that stops answering stalls the syncer; then the pets stop
+// and systemd restarts kioskd, which is the one recovery left.
+func watchdog(ctx context.Context, l *ledger.Ledger, log zerolog.Logger) {
+	interval, err := daemon.SdWatchdogEnabled(false)
+	if err != nil || interval <= 0 {
+		return
+	}
+	tick := time.NewTicker(interval / 3)
+	defer tick.Stop()
+	stalled := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			if d := l.SyncStalled(now); d > interval/2 {
+				if !stalled {
+					log.Error().Dur("stalled", d).Msg("ledger sync stalled: no longer petting the watchdog")
+					stalled = true
+				}
+				continue
+			}
+			if stalled {
+				log.Warn().Msg("ledger sync moving again")
+				stalled = false
+			}
+			_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+		}
+	}
+}
+
+// startDevBroker runs an embedded MQTT broker for development, so kioskctl
+// works with no setup. It allows every client: never use it in the field.
+func startDevBroker() (*mqtt.Server, error) {
+	b := mqtt.New(&mqtt.Options{
+		InlineClient: true,
+		Logger:       slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err := b.AddHook(new(auth.AllowHook), nil); err != nil {
+		return nil, fmt.Errorf("dev broker: %w", err)
+	}
+	if err := b.AddListener(listeners.NewTCP(listeners.Config{ID: "dev", Address: devBrokerAddr})); err != nil {
+		return nil, fmt.Errorf("dev broker: %w", err)
+	}
+	if err := b.Serve(); err != nil {
+		return nil, fmt.Errorf("dev broker: %w", err)
+	}
+	return b, nil
+}

@@ -1,0 +1,432 @@
+package ledger
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/rs/zerolog"
+)
+
+// Recovery backoff after a storage failure.
+const (
+	minRecoveryBackoff = 50 * time.Millisecond
+	maxRecoveryBackoff = 10 * time.Second
+)
+
+// sequence is the only goroutine that writes. It takes every request that is
+// waiting, turns them into one batch, hands the batch to Pebble's WAL in seq
+// order without waiting for the fsync, and passes it on to the syncer.
+func (l *Ledger) sequence() {
+	defer l.wg.Done()
+	defer close(l.groups)
+	backoff := minRecoveryBackoff
+	var retry <-chan time.Time
+	for {
+		var reqs []*request
+		select {
+		case <-l.stop:
+			return
+		case <-l.failed:
+			retry = l.recover(&backoff)
+			continue
+		case <-retry:
+			retry = l.recover(&backoff)
+			continue
+		case r := <-l.reqs:
+			reqs = append(make([]*request, 0, 16), r)
+		}
+	drain:
+		for len(reqs) < l.opts.MaxGroup {
+			select {
+			case r := <-l.reqs:
+				reqs = append(reqs, r)
+			default:
+				break drain
+			}
+		}
+		if f := l.failure.Load(); f != nil {
+			for _, r := range reqs {
+				r.done <- result{err: *f}
+			}
+			continue
+		}
+		g := l.prepare(reqs)
+		if g.batch != nil {
+			if err := applyNoSyncWait(l.db, g.batch); err != nil {
+				g.err = fmt.Errorf("%w: writing the WAL: %v", ErrUnavailable, err)
+				l.fail(g.err)
+			}
+		}
+		l.inflight.Add(1)
+		l.groups <- g
+	}
+}
+
+// syncLoop waits for each group's fsync, in WAL order, then makes its entries
+// visible and answers its callers.
+func (l *Ledger) syncLoop() {
+	defer l.wg.Done()
+	for g := range l.groups {
+		err := g.err
+		if err == nil && g.batch != nil {
+			l.syncFrom.Store(l.opts.Clock().UnixNano())
+			err = syncWait(g.batch)
+			l.syncFrom.Store(0)
+			if err != nil {
+				err = fmt.Errorf("%w: sync failed; entries %d to %d may or may not be recorded, retry with the same idempotency key: %v",
+					ErrUnavailable, l.head.Load()+1, g.head, err)
+				l.fail(err)
+			}
+		}
+		if f := l.failure.Load(); f != nil {
+			// A later group's sync may succeed after an earlier one failed,
+			// but what the failed one wrote is in doubt, so nothing after it
+			// is vouched for either. Recovery settles what is on disk.
+			for i, r := range g.reqs {
+				if g.results[i].err == nil {
+					g.results[i] = result{err: *f}
+				}
+				r.done <- g.results[i]
+			}
+		} else {
+			l.publish(g)
+			for i, r := range g.reqs {
+				r.done <- g.results[i]
+			}
+		}
+		if g.batch != nil {
+			_ = g.batch.Close()
+		}
+		l.inflight.Done()
+	}
+}
+
+// publish makes a synced group visible to readers.
+func (l *Ledger) publish(g *group) {
+	if len(g.rows) > 0 {
+		l.durable.Lock()
+		for k, v := range g.rows {
+			l.durable.rows[k] = v
+		}
+		l.durable.Unlock()
+	}
+	if g.head > l.head.Load() {
+		l.head.Store(g.head)
+	}
+	if g.acked > l.acked.Load() {
+		l.acked.Store(g.acked)
+	}
+}
+
+// fail stops the ledger taking writes until recovery succeeds.
+func (l *Ledger) fail(err error) {
+	if l.failure.CompareAndSwap(nil, &err) {
+		l.cause = err
+		l.log.Error().Err(err).Msg("ledger storage failed; refusing writes until it recovers")
+		select {
+		case l.failed <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// recover closes and reopens the store once every in-flight group has been
+// answered. Reopening replays the WAL, so the store holds exactly what
+// reached the disk, and the head, watermark and totals are read afresh.
+// It returns the channel for the next attempt, or nil once recovered.
+func (l *Ledger) recover(backoff *time.Duration) <-chan time.Time {
+	l.inflight.Wait()
+	l.mu.Lock()
+	if l.db != nil {
+		if err := closePebble(l.db); err != nil {
+			l.log.Warn().Err(err).Msg("closing the failed store")
+		}
+		l.db = nil
+	}
+	err := l.open()
+	l.mu.Unlock()
+	if err != nil {
+		err = fmt.Errorf("%w; reopening failed too, next try in %s: %v", l.cause, *backoff, err)
+		l.failure.Store(&err)
+		l.log.Error().Err(err).Msg("ledger recovery failed")
+		next := time.After(*backoff)
+		*backoff = min(*backoff*2, maxRecoveryBackoff)
+		return next
+	}
+	l.failure.Store(nil)
+	*backoff = minRecoveryBackoff
+	l.log.Warn().Uint64("head", l.head.Load()).Msg("ledger recovered")
+	return nil
+}
+
+// prepare turns requests into one batch. It runs on the sequencer, so the
+// store and l.next change only here.
+func (l *Ledger) prepare(reqs []*request) *group {
+	g := &group{reqs: reqs, results: make([]result, len(reqs)), acked: l.seqAcked}
+	p := preparer{l: l, g: g, inGroup: map[string]int{}, refunded: map[uint64]uint64{},
+		days: map[Day]*Totals{}, wallets: map[string]int64{}}
+	for i, r := range reqs {
+		if r.draft == nil {
+			g.results[i].err = p.ack(r.ack)
+			continue
+		}
+		g.results[i] = p.entry(i, r.draft)
+	}
+	if len(p.days)+len(p.wallets) > 0 {
+		g.rows = make(map[string][]byte, len(p.days)+len(p.wallets))
+	}
+	for d, t := range p.days {
+		k, v := dayKey(d), encodeTotals(t)
+		p.batch().Set(k, v, nil)
+		g.rows[string(k)] = v
+	}
+	for card, bal := range p.wallets {
+		k, v := walletKey([]byte(card)), balanceValue(bal)
+		p.batch().Set(k, v, nil)
+		g.rows[string(k)] = v
+	}
+	g.head = l.next - 1
+	g.batch = p.b
+	return g
+}
+
+type preparer struct {
+	l        *Ledger
+	g        *group
+	b        *pebble.Batch
+	inGroup  map[string]int    // idempotency key → index of the request that wrote it
+	refunded map[uint64]uint64 // seq refunded in this group → the refund's seq
+	days     map[Day]*Totals   // day totals this group changes, as they stand
+	wallets  map[string]int64  // card uid → balance, for cards this group changes
+	buf      []byte
+}
+
+func (p *preparer) batch() *pebble.Batch {
+	if p.b == nil {
+		p.b = p.l.db.NewBatch()
+	}
+	return p.b
+}
+
+func (p *preparer) ack(seq uint64) error {
+	l := p.l
+	if head := l.head.Load(); seq > head {
+		return fmt.Errorf("%w: acknowledgement of seq %d, but the last durable entry is %d", ErrInvalid, seq, head)
+	}
+	if seq <= l.seqAcked {
+		return nil
+	}
+	p.batch().Set(keyAck, seqValue(seq), nil)
+	l.seqAcked, p.g.acked = seq, seq
+	return nil
+}
+
+func (p *preparer) entry(i int, d *Draft) result {
+	l := p.l
+	if j, ok := p.inGroup[d.IdempotencyKey]; ok {
+		return replay(d, p.g.results[j].entry)
+	}
+	seq, err := getSeq(l.db, idempotencyKey(d.IdempotencyKey))
+	if err != nil {
+		return result{err: err}
+	}
+	if seq != 0 {
+		e, err := getEntry(l.db, seq)
+		if err != nil {
+			return result{err: err}
+		}
+		return replay(d, e)
+	}
+	e := Entry{
+		Seq:            l.next,
+		ID:             ID{Ledger: l.meta.LedgerID, Seq: l.next},
+		Kind:           d.Kind,
+		KioskID:        l.opts.KioskID,
+		Time:           l.opts.Clock().UTC(),
+		Payment:        d.Payment,
+		Currency:       l.opts.Currency,
+		IdempotencyKey: d.IdempotencyKey,
+		Lines:          d.Lines,
+		Card:           d.Card,
+		Phone:          d.Phone,
+		Plan:           d.Plan,
+	}
+	if d.Kind == KindRefund {
+		sale, err := p.refundable(d.RefundOf)
+		if err != nil {
+			return result{err: err}
+		}
+		e.RefundOf, e.Lines, e.Payment, e.Card = sale.Seq, sale.Lines, sale.Payment, sale.Card
+	}
+	t, err := p.day(l.DayOf(e.Time))
+	if err != nil {
+		return result{err: err}
+	}
+	balance, hasWallet, err := p.walletAfter(&e)
+	if err != nil {
+		return result{err: err}
+	}
+	// Nothing below can fail: the entry is either wholly in the batch or not.
+	b := p.batch()
+	if e.Kind == KindRefund {
+		b.Set(refundedKey(e.RefundOf), seqValue(e.Seq), nil)
+		p.refunded[e.RefundOf] = e.Seq
+	}
+	p.buf = encodeEntry(p.buf[:0], &e)
+	b.Set(entryKey(e.Seq), p.buf, nil)
+	b.Set(idempotencyKey(e.IdempotencyKey), seqValue(e.Seq), nil)
+	t.add(&e)
+	if hasWallet {
+		p.wallets[string(e.Card)] = balance
+	}
+	l.next++
+	p.inGroup[d.IdempotencyKey] = i
+	return result{entry: e}
+}
+
+// walletAfter is the card's balance once e is recorded, if e moves money on
+// a wallet card. A payment the balance does not cover is refused.
+func (p *preparer) walletAfter(e *Entry) (int64, bool, error) {
+	var delta int64
+	switch {
+	case e.Kind == KindTopUp:
+		delta = e.Total()
+	case e.Payment != PaymentWallet:
+		return 0, false, nil
+	case e.Kind == KindRefund:
+		delta = e.Total()
+	default:
+		delta = -e.Total()
+	}
+	bal, ok := p.wallets[string(e.Card)]
+	if !ok {
+		v, err := p.l.row(walletKey(e.Card), true)
+		if err != nil {
+			return 0, false, err
+		}
+		if bal, err = decodeBalance(v); err != nil {
+			return 0, false, err
+		}
+	}
+	if bal+delta < 0 {
+		return 0, false, fmt.Errorf("%w: card %x holds %d, the payment is %d", ErrInsufficient, e.Card, bal, -delta)
+	}
+	return bal + delta, true, nil
+}
+
+// replay answers a request whose idempotency key is already recorded.
+func replay(d *Draft, e Entry) result {
+	if !sameRequest(d, &e) {
+		return result{err: fmt.Errorf("%w: idempotency key %q was used for a different request (entry %d)",
+			ErrConflict, d.IdempotencyKey, e.Seq)}
+	}
+	return result{entry: e}
+}
+
+// refundable fetches the entry a refund names and checks it can be refunded.
+func (p *preparer) refundable(seq uint64) (Entry, error) {
+	l := p.l
+	if seq >= l.next {
+		return Entry{}, fmt.Errorf("%w: no entry with seq %d to refund", ErrNotFound, seq)
+	}
+	sale, err := getEntry(l.db, seq)
+	if err != nil {
+		return Entry{}, err
+	}
+	if sale.Kind != KindSale && sale.Kind != KindSubscription {
+		return Entry{}, fmt.Errorf("%w: entry %d is a %s; only sales and subscriptions are refunded", ErrInvalid, seq, sale.Kind)
+	}
+	by, ok := p.refunded[seq]
+	if !ok {
+		if by, err = getSeq(l.db, refundedKey(seq)); err != nil {
+			return Entry{}, err
+		}
+	}
+	if by != 0 {
+		return Entry{}, fmt.Errorf("%w: entry %d was already refunded by entry %d", ErrConflict, seq, by)
+	}
+	return sale, nil
+}
+
+// day returns the running totals of d, as this group leaves them.
+func (p *preparer) day(d Day) (*Totals, error) {
+	if t, ok := p.days[d]; ok {
+		return t, nil
+	}
+	v, err := p.l.row(dayKey(d), true)
+	if err != nil {
+		return nil, err
+	}
+	t, err := decodeTotals(d, v)
+	if err != nil {
+		return nil, err
+	}
+	p.days[d] = t
+	return t, nil
+}
+
+// Pebble reports unrecoverable states through Logger.Fatalf and, for a failed
+// commit, carries on and returns nil if Fatalf returns. pebbleLogger turns
+// Fatalf into a panic so that it can never return; the calls on the
+// sequencer, syncer, open and close paths recover it into an error. Anywhere
+// else (a background flush failing to write the MANIFEST) the panic ends the
+// process, as Pebble intends: its in-memory state no longer matches the disk,
+// and a restart is the recovery.
+type pebbleLogger struct{ log zerolog.Logger }
+
+type pebbleFatal struct{ msg string }
+
+func (f pebbleFatal) Error() string { return "pebble: " + f.msg }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	p.log.Debug().Msgf(format, args...)
+}
+
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.log.Error().Msgf(format, args...)
+}
+
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	p.log.Error().Str("pebble", msg).Msg("pebble fatal")
+	panic(pebbleFatal{msg})
+}
+
+// guard runs fn, turning a Pebble fatal (or any panic on a storage path)
+// into an error.
+func guard(fn func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			var f pebbleFatal
+			if e, ok := r.(error); ok && errors.As(e, &f) {
+				err = f
+				return
+			}
+			err = fmt.Errorf("pebble panicked: %v", r)
+		}
+	}()
+	return fn()
+}
+
+func applyNoSyncWait(db *pebble.DB, b *pebble.Batch) error {
+	return guard(func() error { return db.ApplyNoSyncWait(b, pebble.Sync) })
+}
+
+func syncWait(b *pebble.Batch) error {
+	return guard(b.SyncWait)
+}
+
+func openPebble(dir string, o *pebble.Options) (db *pebble.DB, err error) {
+	err = guard(func() error {
+		var err error
+		db, err = pebble.Open(dir, o)
+		return err
+	})
+	return db, err
+}
+
+func closePebble(db *pebble.DB) error {
+	return guard(db.Close)
+}

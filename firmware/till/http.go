@@ -1,0 +1,433 @@
+package till
+
+import (
+	"context"
+	_ "embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/microretail/kioskd/firmware/ledger"
+)
+
+// MaxBody bounds a request body. The largest real request, a checkout of
+// 100 lines, is a few KB.
+const MaxBody = 64 << 10
+
+// Identity is what the kiosk says about itself on /healthz and /api/state.
+type Identity struct {
+	KioskID  string
+	Board    string
+	Version  string
+	Currency string
+}
+
+// ServerOptions configures the till's HTTP API.
+type ServerOptions struct {
+	Identity Identity
+	Logger   zerolog.Logger
+	Clock    func() time.Time
+	// Sim, on the sim board only, serves /api/sim/…: the emulators' view of
+	// the physical world. Elsewhere those paths are 404.
+	Sim http.Handler
+}
+
+// Server is the till's HTTP API. It serves /healthz from the moment it
+// starts; until SetTill, everything else is 503 with the reason.
+type Server struct {
+	id      Identity
+	log     zerolog.Logger
+	clock   func() time.Time
+	started time.Time
+	till    atomic.Pointer[Till]
+	waiting atomic.Pointer[string]
+	mux     *http.ServeMux
+}
+
+// NewServer builds the API.
+func NewServer(opts ServerOptions) *Server {
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	s := &Server{id: opts.Identity, log: opts.Logger.With().Str("component", "http").Logger(), clock: opts.Clock, mux: http.NewServeMux()}
+	s.started = s.clock()
+	s.SetWaiting("starting")
+	s.mux.HandleFunc("GET /{$}", s.page)
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.HandleFunc("GET /api/state", s.withTill(s.state))
+	s.mux.HandleFunc("POST /api/cart/scan", s.withTill(s.scan))
+	s.mux.HandleFunc("POST /api/cart/add", s.withTill(s.add))
+	s.mux.HandleFunc("POST /api/cart/clear", s.withTill(s.clear))
+	s.mux.HandleFunc("POST /api/checkout", s.withTill(s.checkout))
+	s.mux.HandleFunc("POST /api/refund", s.withTill(s.refund))
+	s.mux.HandleFunc("GET /api/sales", s.withTill(s.sales))
+	s.mux.HandleFunc("GET /api/zreport", s.withTill(s.zreport))
+	s.mux.HandleFunc("POST /api/wallet/topup", s.withTill(s.topUp))
+	s.mux.HandleFunc("GET /api/wallet/{card}", s.withTill(s.wallet))
+	if opts.Sim != nil {
+		s.mux.Handle("/api/sim/", opts.Sim)
+	}
+	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, errorBody{Error: fmt.Sprintf("no endpoint %s %s", r.Method, r.URL.Path)})
+	})
+	return s
+}
+
+// SetTill starts serving the till.
+func (s *Server) SetTill(t *Till) { s.till.Store(t) }
+
+// SetWaiting records why the till is not up yet, for /healthz.
+func (s *Server) SetWaiting(reason string) { s.waiting.Store(&reason) }
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	s.mux.ServeHTTP(w, r)
+}
+
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+var errTooLarge = errors.New("request body too large")
+
+// statusOf maps an error to the HTTP status a caller acts on.
+func statusOf(err error) int {
+	switch {
+	case errors.Is(err, errTooLarge):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, ErrInvalid), errors.Is(err, ledger.ErrInvalid):
+		return http.StatusBadRequest
+	case errors.Is(err, ErrUnknown), errors.Is(err, ledger.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, ledger.ErrConflict):
+		return http.StatusConflict
+	case errors.Is(err, ledger.ErrInsufficient):
+		return http.StatusPaymentRequired
+	case errors.Is(err, ErrClosed), errors.Is(err, ledger.ErrUnavailable),
+		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status := statusOf(err)
+	ev := s.log.Debug()
+	if status >= 500 {
+		ev = s.log.Error()
+	}
+	ev.Err(err).Str("path", r.URL.Path).Int("status", status).Msg("request refused")
+	writeJSON(w, status, errorBody{Error: err.Error()})
+}
+
+// decode reads one JSON object, strictly: unknown fields, trailing data and
+// oversized bodies are refused.
+func decode(w http.ResponseWriter, r *http.Request, v any) error {
+	r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooLarge *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooLarge):
+			return fmt.Errorf("%w: at most %d bytes", errTooLarge, MaxBody)
+		case errors.Is(err, io.EOF):
+			return fmt.Errorf("%w: empty body, expected a JSON object", ErrInvalid)
+		}
+		return fmt.Errorf("%w: malformed JSON: %v", ErrInvalid, err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return fmt.Errorf("%w: at most %d bytes", errTooLarge, MaxBody)
+		}
+		return fmt.Errorf("%w: data after the JSON object", ErrInvalid)
+	}
+	return nil
+}
+
+func (s *Server) withTill(h func(w http.ResponseWriter, r *http.Request, t *Till)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		t := s.till.Load()
+		if t == nil {
+			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "till not ready: " + *s.waiting.Load()})
+			return
+		}
+		h(w, r, t)
+	}
+}
+
+//go:embed page.html
+var placeholderPage []byte
+
+func (s *Server) page(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	_, _ = w.Write(placeholderPage)
+}
+
+func (s *Server) uptime() int64 { return int64(s.clock().Sub(s.started) / time.Second) }
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	t := s.till.Load()
+	if t == nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "reason": *s.waiting.Load()})
+		return
+	}
+	if err := t.Ready(); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "reason": err.Error()})
+		return
+	}
+	l := t.Ledger()
+	writeJSON(w, http.StatusOK, map[string]any{
+		"ready": true, "kiosk_id": s.id.KioskID, "board": s.id.Board, "version": s.id.Version,
+		"uptime_s": s.uptime(), "head_seq": l.Head(), "outbox": l.OutboxLen(),
+	})
+}
+
+type ledgerState struct {
+	Ready   bool   `json:"ready"`
+	Error   string `json:"error,omitempty"`
+	HeadSeq uint64 `json:"head_seq"`
+	Acked   uint64 `json:"acked_seq"`
+	Outbox  uint64 `json:"outbox"`
+}
+
+func (s *Server) state(w http.ResponseWriter, r *http.Request, t *Till) {
+	l := t.Ledger()
+	ls := ledgerState{Ready: true, HeadSeq: l.Head(), Acked: l.Acked(), Outbox: l.OutboxLen()}
+	if err := t.Ready(); err != nil {
+		ls.Ready, ls.Error = false, err.Error()
+	}
+	body := map[string]any{
+		"kiosk_id": s.id.KioskID, "board": s.id.Board, "version": s.id.Version, "currency": s.id.Currency,
+		"uptime_s": s.uptime(),
+		"catalog":  t.Catalog().Products(),
+		"cart":     t.Cart(),
+		// Peripheral drivers report here as they are wired; none is yet.
+		"devices": map[string]string{},
+		"ledger":  ls,
+	}
+	if tot, err := l.DayTotals(l.Today()); err == nil {
+		body["today"] = tot.Report()
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+func (s *Server) scan(w http.ResponseWriter, r *http.Request, t *Till) {
+	var req struct {
+		Code string `json:"code"`
+	}
+	if err := decode(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	p, cart, err := t.Scan(req.Code)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"product": p, "cart": cart})
+}
+
+func (s *Server) add(w http.ResponseWriter, r *http.Request, t *Till) {
+	var req struct {
+		SKU string `json:"sku"`
+		Qty *int64 `json:"qty"`
+	}
+	if err := decode(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	qty := int64(1)
+	if req.Qty != nil {
+		qty = *req.Qty
+	}
+	cart, err := t.Add(req.SKU, qty)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"cart": cart})
+}
+
+func (s *Server) clear(w http.ResponseWriter, r *http.Request, t *Till) {
+	if r.ContentLength > 0 {
+		var req struct{}
+		if err := decode(w, r, &req); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"cart": t.Clear()})
+}
+
+func parseCard(s string) ([]byte, error) {
+	b, err := hex.DecodeString(s)
+	if err != nil || (len(b) != 4 && len(b) != 7 && len(b) != 10) {
+		return nil, fmt.Errorf("%w: card uid %q is not 4, 7 or 10 bytes of hex", ErrInvalid, s)
+	}
+	return b, nil
+}
+
+func (s *Server) checkout(w http.ResponseWriter, r *http.Request, t *Till) {
+	var req struct {
+		Payment        string        `json:"payment"`
+		IdempotencyKey string        `json:"idempotency_key"`
+		Lines          []LineRequest `json:"lines"`
+		Card           string        `json:"card"`
+	}
+	if err := decode(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if req.Payment == "" {
+		s.fail(w, r, fmt.Errorf("%w: payment is required: cash or wallet", ErrInvalid))
+		return
+	}
+	pay, err := ledger.ParsePayment(req.Payment)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	c := Checkout{Payment: pay, Key: req.IdempotencyKey, Lines: req.Lines}
+	if req.Lines != nil && len(req.Lines) == 0 {
+		s.fail(w, r, fmt.Errorf("%w: lines is empty; leave it out to sell the cart", ErrInvalid))
+		return
+	}
+	if req.Card != "" || pay == ledger.PaymentWallet {
+		if c.Card, err = parseCard(req.Card); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	e, err := t.Checkout(r.Context(), c)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, e)
+}
+
+func (s *Server) refund(w http.ResponseWriter, r *http.Request, t *Till) {
+	var req struct {
+		SaleID         string `json:"sale_id"`
+		IdempotencyKey string `json:"idempotency_key"`
+	}
+	if err := decode(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	e, err := t.Refund(r.Context(), req.SaleID, req.IdempotencyKey)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, e)
+}
+
+// MaxSalesPage bounds one /api/sales response.
+const MaxSalesPage = 1000
+
+func (s *Server) sales(w http.ResponseWriter, r *http.Request, t *Till) {
+	q := r.URL.Query()
+	num := func(name string, def, min, max uint64) (uint64, error) {
+		v := q.Get(name)
+		if v == "" {
+			return def, nil
+		}
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || n < min || n > max {
+			return 0, fmt.Errorf("%w: %s=%q is not a number from %d to %d", ErrInvalid, name, v, min, max)
+		}
+		return n, nil
+	}
+	from, err := num("from_seq", 1, 1, 1<<62)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	limit, err := num("limit", 100, 1, MaxSalesPage)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	l := t.Ledger()
+	entries, err := l.Range(from, int(limit))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if entries == nil {
+		entries = []ledger.Entry{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"entries": entries, "head_seq": l.Head(), "acked_seq": l.Acked()})
+}
+
+func (s *Server) zreport(w http.ResponseWriter, r *http.Request, t *Till) {
+	l := t.Ledger()
+	day := l.Today()
+	if v := r.URL.Query().Get("day"); v != "" {
+		var err error
+		if day, err = ledger.ParseDay(v); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	tot, err := l.DayTotals(day)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"kiosk_id": s.id.KioskID, "currency": s.id.Currency, "report": tot.Report()})
+}
+
+func (s *Server) topUp(w http.ResponseWriter, r *http.Request, t *Till) {
+	var req struct {
+		Card           string `json:"card"`
+		Amount         int64  `json:"amount"`
+		IdempotencyKey string `json:"idempotency_key"`
+	}
+	if err := decode(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	card, err := parseCard(req.Card)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	e, err := t.TopUp(r.Context(), card, req.Amount, req.IdempotencyKey)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, e)
+}
+
+func (s *Server) wallet(w http.ResponseWriter, r *http.Request, t *Till) {
+	card, err := parseCard(r.PathValue("card"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	bal, err := t.Ledger().WalletBalance(card)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"card": hex.EncodeToString(card), "balance": bal, "currency": s.id.Currency})
+}

@@ -1,0 +1,342 @@
+// Package till is the sale flow of the kiosk: the catalog, the cart on the
+// counter, checkout, refunds and wallet top-ups, and the till's HTTP API.
+// Every sale it makes is a ledger entry, reported only once it is durable.
+package till
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/rs/zerolog"
+
+	"github.com/microretail/kioskd/drivers/barcode"
+	"github.com/microretail/kioskd/firmware/ledger"
+)
+
+// Errors the till returns besides the ledger's. Test with errors.Is.
+var (
+	// ErrInvalid: the request is malformed or asks for nonsense.
+	ErrInvalid = errors.New("till: invalid")
+	// ErrUnknown: no product has that code or SKU.
+	ErrUnknown = errors.New("till: unknown")
+	// ErrClosed: the kiosk is shutting down and takes no new sales.
+	ErrClosed = errors.New("till: closed")
+)
+
+// Till sells. It is safe for concurrent use: the touch screen, the scanner
+// and API callers all reach the same cart.
+type Till struct {
+	ledger  *ledger.Ledger
+	log     zerolog.Logger
+	newKey  func() string
+	catalog atomic.Pointer[Catalog]
+	closed  atomic.Bool
+
+	mu   sync.Mutex
+	cart cart
+}
+
+// Options configures a Till.
+type Options struct {
+	Ledger  *ledger.Ledger
+	Catalog *Catalog
+	Logger  zerolog.Logger
+	// NewKey makes idempotency keys for carts and for checkouts that bring
+	// none; default: 128 random bits in hex.
+	NewKey func() string
+}
+
+// New makes a till selling from opts.Catalog into opts.Ledger.
+func New(opts Options) *Till {
+	if opts.NewKey == nil {
+		opts.NewKey = randomKey
+	}
+	t := &Till{ledger: opts.Ledger, log: opts.Logger.With().Str("component", "till").Logger(), newKey: opts.NewKey}
+	t.catalog.Store(opts.Catalog)
+	t.cart.key = t.newKey()
+	return t
+}
+
+func randomKey() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails on Linux
+	return hex.EncodeToString(b[:])
+}
+
+// Catalog is the price list the till sells from now.
+func (t *Till) Catalog() *Catalog { return t.catalog.Load() }
+
+// SetCatalog replaces the price list. Lines already in the cart keep their
+// SKUs and are priced from the new list at checkout.
+func (t *Till) SetCatalog(c *Catalog) { t.catalog.Store(c) }
+
+// Ledger is the ledger the till records into.
+func (t *Till) Ledger() *ledger.Ledger { return t.ledger }
+
+// Close stops the till taking new sales; a checkout already committing
+// completes. It is safe to call twice.
+func (t *Till) Close() { t.closed.Store(true) }
+
+// Ready is nil when the till can take a sale, or why it cannot.
+func (t *Till) Ready() error {
+	if t.closed.Load() {
+		return fmt.Errorf("%w: the kiosk is shutting down", ErrClosed)
+	}
+	return t.ledger.Health()
+}
+
+// cart is the sale being built on the counter. Its idempotency key stays
+// the same until the cart is sold or cleared, so a checkout retried after a
+// timeout or a storage failure can never sell the cart twice.
+type cart struct {
+	lines   []cartLine
+	key     string
+	version uint64 // bumps on every change
+}
+
+type cartLine struct {
+	SKU string
+	Qty int64
+}
+
+// CartLine is one line of the cart as the screen shows it.
+type CartLine struct {
+	SKU   string `json:"sku"`
+	Name  string `json:"name"`
+	Qty   int64  `json:"qty"`
+	Price int64  `json:"price"`
+	Total int64  `json:"total"`
+}
+
+// CartView is the cart priced from the current catalog.
+type CartView struct {
+	Lines          []CartLine `json:"lines"`
+	Items          int64      `json:"items"`
+	Total          int64      `json:"total"`
+	IdempotencyKey string     `json:"idempotency_key"`
+}
+
+// Cart returns the cart as it stands.
+func (t *Till) Cart() CartView {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.viewLocked()
+}
+
+func (t *Till) viewLocked() CartView {
+	cat := t.Catalog()
+	v := CartView{Lines: []CartLine{}, IdempotencyKey: t.cart.key}
+	for _, l := range t.cart.lines {
+		p, _ := cat.BySKU(l.SKU)
+		name := p.Name
+		if name == "" {
+			name = l.SKU + " (no longer sold)"
+		}
+		v.Lines = append(v.Lines, CartLine{SKU: l.SKU, Name: name, Qty: l.Qty, Price: p.Price, Total: p.Price * l.Qty})
+		v.Items += l.Qty
+		v.Total += p.Price * l.Qty
+	}
+	return v
+}
+
+// Scan adds one of the product with the scanned code to the cart, exactly as
+// a scanner read does.
+func (t *Till) Scan(code string) (Product, CartView, error) {
+	code = strings.TrimSpace(code)
+	if _, err := barcode.Classify(code); err != nil {
+		return Product{}, CartView{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	p, ok := t.Catalog().ByCode(code)
+	if !ok {
+		return Product{}, CartView{}, fmt.Errorf("%w: no product has the code %s", ErrUnknown, code)
+	}
+	v, err := t.Add(p.SKU, 1)
+	return p, v, err
+}
+
+// Add puts qty more of a SKU in the cart.
+func (t *Till) Add(sku string, qty int64) (CartView, error) {
+	if qty < 1 || qty > ledger.MaxQty {
+		return CartView{}, fmt.Errorf("%w: quantity %d is not between 1 and %d", ErrInvalid, qty, ledger.MaxQty)
+	}
+	if _, ok := t.Catalog().BySKU(sku); !ok {
+		return CartView{}, fmt.Errorf("%w: no product has the sku %q", ErrUnknown, sku)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i := range t.cart.lines {
+		l := &t.cart.lines[i]
+		if l.SKU == sku {
+			if l.Qty+qty > ledger.MaxQty {
+				return CartView{}, fmt.Errorf("%w: %d of %s is more than one line holds (%d)", ErrInvalid, l.Qty+qty, sku, ledger.MaxQty)
+			}
+			l.Qty += qty
+			t.cart.version++
+			return t.viewLocked(), nil
+		}
+	}
+	if len(t.cart.lines) >= ledger.MaxLines {
+		return CartView{}, fmt.Errorf("%w: the cart holds %d lines already", ErrInvalid, ledger.MaxLines)
+	}
+	t.cart.lines = append(t.cart.lines, cartLine{SKU: sku, Qty: qty})
+	t.cart.version++
+	return t.viewLocked(), nil
+}
+
+// Clear empties the cart and starts a new one with a new key.
+func (t *Till) Clear() CartView {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.cart = cart{key: t.newKey(), version: t.cart.version + 1}
+	return t.viewLocked()
+}
+
+// LineRequest is a line a caller asks to sell: a SKU and a quantity.
+type LineRequest struct {
+	SKU string `json:"sku"`
+	Qty int64  `json:"qty"`
+}
+
+// Checkout is a request to sell.
+type Checkout struct {
+	Payment ledger.Payment
+	// Key is the idempotency key. Empty means the cart's key for a cart
+	// checkout, or a fresh key when Lines are given.
+	Key string
+	// Lines, when non-nil, are sold instead of the cart, which is left alone.
+	Lines []LineRequest
+	// Card is the wallet card's UID, for wallet payments.
+	Card []byte
+}
+
+// Checkout sells the cart (or c.Lines) and returns the ledger entry once it
+// is durable. A cart checkout empties the cart only when it succeeds.
+func (t *Till) Checkout(ctx context.Context, c Checkout) (ledger.Entry, error) {
+	if err := t.Ready(); err != nil {
+		return ledger.Entry{}, err
+	}
+	fromCart := c.Lines == nil
+	var version uint64
+	if fromCart {
+		t.mu.Lock()
+		for _, l := range t.cart.lines {
+			c.Lines = append(c.Lines, LineRequest(l))
+		}
+		if c.Key == "" {
+			c.Key = t.cart.key
+		}
+		version = t.cart.version
+		t.mu.Unlock()
+		if len(c.Lines) == 0 {
+			return ledger.Entry{}, fmt.Errorf("%w: the cart is empty", ErrInvalid)
+		}
+	} else if c.Key == "" {
+		c.Key = t.newKey()
+	}
+	if len(c.Lines) == 0 {
+		return ledger.Entry{}, fmt.Errorf("%w: no lines to sell", ErrInvalid)
+	}
+	d := ledger.Draft{Kind: ledger.KindSale, Payment: c.Payment, IdempotencyKey: c.Key, Card: c.Card}
+	cat := t.Catalog()
+	for i, l := range c.Lines {
+		p, ok := cat.BySKU(l.SKU)
+		if !ok {
+			return ledger.Entry{}, fmt.Errorf("%w: line %d: no product has the sku %q", ErrUnknown, i+1, l.SKU)
+		}
+		if l.Qty < 1 || l.Qty > ledger.MaxQty {
+			return ledger.Entry{}, fmt.Errorf("%w: line %d (%s): quantity %d is not between 1 and %d", ErrInvalid, i+1, l.SKU, l.Qty, ledger.MaxQty)
+		}
+		d.Lines = append(d.Lines, ledger.Line{SKU: p.SKU, Name: p.Name, Qty: l.Qty, Price: p.Price})
+	}
+	e, err := t.ledger.Append(ctx, d)
+	if err != nil {
+		t.log.Warn().Err(err).Str("key", c.Key).Msg("checkout failed")
+		return ledger.Entry{}, err
+	}
+	t.log.Info().Uint64("seq", e.Seq).Str("id", e.ID.String()).Int64("total", e.Total()).
+		Stringer("payment", e.Payment).Msg("sale")
+	if fromCart {
+		t.settleCart(version, c.Key, c.Lines)
+	}
+	return e, nil
+}
+
+// settleCart takes a sold cart off the counter. If the cart changed while
+// the sale committed, only what was sold comes off.
+func (t *Till) settleCart(version uint64, key string, sold []LineRequest) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.cart.key != key {
+		return // cleared meanwhile, or a retry of a cart already settled
+	}
+	if t.cart.version == version {
+		t.cart = cart{key: t.newKey(), version: version + 1}
+		return
+	}
+	left := t.cart.lines[:0]
+	for _, l := range t.cart.lines {
+		for _, s := range sold {
+			if s.SKU == l.SKU {
+				l.Qty -= s.Qty
+			}
+		}
+		if l.Qty > 0 {
+			left = append(left, l)
+		}
+	}
+	t.cart = cart{lines: left, key: t.newKey(), version: t.cart.version + 1}
+}
+
+// Refund gives a sale back in full, as a new ledger entry.
+func (t *Till) Refund(ctx context.Context, saleID, key string) (ledger.Entry, error) {
+	if err := t.Ready(); err != nil {
+		return ledger.Entry{}, err
+	}
+	id, err := ledger.ParseID(strings.TrimSpace(saleID))
+	if err != nil {
+		return ledger.Entry{}, err
+	}
+	if id.Ledger != t.ledger.LedgerID() {
+		return ledger.Entry{}, fmt.Errorf("%w: sale %s was not made on this kiosk", ledger.ErrNotFound, id)
+	}
+	if key == "" {
+		return ledger.Entry{}, fmt.Errorf("%w: a refund needs an idempotency key", ErrInvalid)
+	}
+	e, err := t.ledger.Append(ctx, ledger.Draft{Kind: ledger.KindRefund, IdempotencyKey: key, RefundOf: id.Seq})
+	if err != nil {
+		return ledger.Entry{}, err
+	}
+	t.log.Info().Uint64("seq", e.Seq).Uint64("refund_of", e.RefundOf).Int64("total", e.Total()).Msg("refund")
+	return e, nil
+}
+
+// TopUp credits a wallet card with cash taken at the counter.
+func (t *Till) TopUp(ctx context.Context, card []byte, amount int64, key string) (ledger.Entry, error) {
+	if err := t.Ready(); err != nil {
+		return ledger.Entry{}, err
+	}
+	if amount < 1 || amount > ledger.MaxPrice {
+		return ledger.Entry{}, fmt.Errorf("%w: top-up amount %d", ErrInvalid, amount)
+	}
+	if key == "" {
+		key = t.newKey()
+	}
+	e, err := t.ledger.Append(ctx, ledger.Draft{
+		Kind: ledger.KindTopUp, Payment: ledger.PaymentCash, Card: card, IdempotencyKey: key,
+		Lines: []ledger.Line{{SKU: TopUpSKU, Name: "Wallet top-up", Qty: 1, Price: amount}},
+	})
+	if err != nil {
+		return ledger.Entry{}, err
+	}
+	t.log.Info().Uint64("seq", e.Seq).Hex("card", card).Int64("amount", amount).Msg("wallet top-up")
+	return e, nil
+}
+
+// TopUpSKU is the line SKU of a wallet top-up.
+const TopUpSKU = "WALLET-TOPUP"
