@@ -251,7 +251,7 @@ func decodeEntry(v []byte) (Entry, error) {
 			l.Name = string(r.bytes("line name", MaxTextLen))
 			qty := r.uvarint("line qty")
 			price := r.uvarint("line price")
-			if qty > MaxQty || price > MaxPrice {
+			if qty > MaxQty || price > uint64(MaxPrice) {
 				r.fail("line amount")
 			}
 			l.Qty, l.Price = int64(qty), int64(price)

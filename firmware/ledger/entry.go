@@ -201,13 +201,13 @@ type Draft struct {
 // Limits on what one entry may hold. They bound memory and the encoded size,
 // and catch nonsense (a quantity of 10⁹) before it reaches the disk.
 const (
-	MaxLines     = 100
-	MaxQty       = 9999
-	MaxPrice     = 100_000_000_00 // 100 million rupees, in paisa
-	MaxKeyLen    = 128            // idempotency key, bytes
-	MaxTextLen   = 128            // sku, name, phone, plan, kiosk id, bytes
-	MaxCardLen   = 10             // ISO 14443A UIDs are 4, 7 or 10 bytes
-	currencySize = 3
+	MaxLines           = 100
+	MaxQty             = 9999
+	MaxPrice     int64 = 100_000_000_00 // 100 million rupees, in paisa
+	MaxKeyLen          = 128            // idempotency key, bytes
+	MaxTextLen         = 128            // sku, name, phone, plan, kiosk id, bytes
+	MaxCardLen         = 10             // ISO 14443A UIDs are 4, 7 or 10 bytes
+	currencySize       = 3
 )
 
 // validate checks a draft before it is queued. It never looks at the store.
