@@ -351,3 +351,68 @@ func TestLedgerThatCannotOpen(t *testing.T) {
 	}
 	stopKioskd(t, p)
 }
+
+// TestSystemdNotify plays systemd: kioskd reports READY=1 once the till can
+// sell, pets the watchdog at the interval WATCHDOG_USEC asks for, and says
+// STOPPING=1 on SIGTERM.
+func TestSystemdNotify(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	msgs := make(chan string, 100)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				close(msgs)
+				return
+			}
+			msgs <- string(buf[:n])
+		}
+	}()
+	data, addr := t.TempDir(), freeAddr(t)
+	cmd := exec.Command(kioskdBinary(t), "--board", "sim", "--data", data, "--http", addr, "--kiosk-id", "notify-test")
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=300000")
+	p := &proc{cmd: cmd, addr: addr, done: make(chan error, 1), log: &bytes.Buffer{}}
+	cmd.Stdout, cmd.Stderr = p.log, p.log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- cmd.Wait() }()
+
+	expect := func(what string) {
+		t.Helper()
+		deadline := time.After(5 * time.Second)
+		for {
+			select {
+			case m := <-msgs:
+				if strings.Contains(m, what) {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("no %s from kioskd\n%s", what, p.log)
+			}
+		}
+	}
+	expect("READY=1")
+	// The till answers by the time READY=1 is sent.
+	resp, err := client.Get("http://" + addr + "/healthz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("healthz after READY=1: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	for range 3 {
+		expect("WATCHDOG=1")
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	expect("STOPPING=1")
+	if err := <-p.done; err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, p.log)
+	}
+}

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"time"
@@ -187,6 +188,12 @@ func (l *Ledger) prepare(reqs []*request) *group {
 		p.batch().Set(k, v, nil)
 		g.rows[string(k)] = v
 	}
+	for k, v := range g.rows {
+		l.seqRows[k] = v // the batch is applied next, or the store is reopened
+	}
+	if p.it != nil {
+		_ = p.it.Close()
+	}
 	g.head = l.next - 1
 	g.batch = p.b
 	return g
@@ -201,6 +208,35 @@ type preparer struct {
 	days     map[Day]*Totals   // day totals this group changes, as they stand
 	wallets  map[string]int64  // card uid → balance, for cards this group changes
 	buf      []byte
+	it       *pebble.Iterator // point lookups for this group, opened on first use
+}
+
+// lookup reads a seq-valued index row ('k', 'r'), 0 when absent. Nearly
+// every idempotency key is new, so the lookup is nearly always a miss. A
+// prefix seek consults each table's bloom filter, L6's included (Get skips
+// L6's, and in a kiosk-sized store most tables are in L6), and answers a
+// miss without reading a data block. One iterator serves the whole group:
+// it sees every group applied before this one, and the entries this group
+// adds are found in inGroup and refunded instead.
+func (p *preparer) lookup(key []byte) (uint64, error) {
+	if p.it == nil {
+		it, err := p.l.db.NewIter(&pebble.IterOptions{UseL6Filters: true})
+		if err != nil {
+			return 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		p.it = it
+	}
+	if !p.it.SeekPrefixGE(key) || !bytes.Equal(p.it.Key(), key) {
+		if err := p.it.Error(); err != nil {
+			return 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		return 0, nil
+	}
+	v, err := p.it.ValueAndErr()
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return decodeSeqValue(v)
 }
 
 func (p *preparer) batch() *pebble.Batch {
@@ -228,7 +264,7 @@ func (p *preparer) entry(i int, d *Draft) result {
 	if j, ok := p.inGroup[d.IdempotencyKey]; ok {
 		return replay(d, p.g.results[j].entry)
 	}
-	seq, err := getSeq(l.db, idempotencyKey(d.IdempotencyKey))
+	seq, err := p.lookup(idempotencyKey(d.IdempotencyKey))
 	if err != nil {
 		return result{err: err}
 	}
@@ -340,7 +376,7 @@ func (p *preparer) refundable(seq uint64) (Entry, error) {
 	}
 	by, ok := p.refunded[seq]
 	if !ok {
-		if by, err = getSeq(l.db, refundedKey(seq)); err != nil {
+		if by, err = p.lookup(refundedKey(seq)); err != nil {
 			return Entry{}, err
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/rs/zerolog"
 )
@@ -93,9 +94,10 @@ type Ledger struct {
 	}
 
 	// Sequencer state, owned by the sequencer goroutine.
-	cause    error  // the failure being recovered from
-	next     uint64 // seq the next entry gets
-	seqAcked uint64 // watermark as of the last applied group
+	cause    error             // the failure being recovered from
+	next     uint64            // seq the next entry gets
+	seqAcked uint64            // watermark as of the last applied group
+	seqRows  map[string][]byte // derived rows as of the last applied group, cached
 }
 
 type request struct {
@@ -171,6 +173,10 @@ func Open(dir string, opts Options) (*Ledger, error) {
 // at every recovery, with no writer running.
 func (l *Ledger) open() error {
 	po := &pebble.Options{
+		// Every new entry looks its idempotency key up and almost always
+		// misses; bloom filters answer a miss without reading the table.
+		Levels:             [7]pebble.LevelOptions{{FilterPolicy: bloom.FilterPolicy(10)}},
+		CacheSize:          32 << 20,
 		FS:                 l.opts.FS,
 		FormatMajorVersion: formatVersion,
 		Logger:             pebbleLogger{l.log},
@@ -193,6 +199,7 @@ func (l *Ledger) open() error {
 	l.head.Store(head)
 	l.acked.Store(acked)
 	l.next, l.seqAcked = head+1, acked
+	l.seqRows = map[string][]byte{}
 	l.durable.Lock()
 	l.durable.rows = map[string][]byte{}
 	l.durable.Unlock()
@@ -349,6 +356,19 @@ func (l *Ledger) submit(ctx context.Context, r *request) (Entry, error) {
 	case <-ctx.Done():
 		return Entry{}, fmt.Errorf("ledger: stopped waiting for the sync; the entry may still be recorded: %w", ctx.Err())
 	}
+}
+
+// Flush writes what Pebble holds in memory out to sorted tables and waits
+// for it. Synced entries are durable without it (they are in the WAL); it
+// spares the next open a WAL replay, and before a battery shutdown it does
+// the flush's writing while there is still power for it.
+func (l *Ledger) Flush() error {
+	return l.read(func(db *pebble.DB) error {
+		if err := guard(db.Flush); err != nil {
+			return fmt.Errorf("%w: flush: %v", ErrUnavailable, err)
+		}
+		return nil
+	})
 }
 
 // Health is nil when the ledger takes writes, or the reason it does not.
@@ -537,15 +557,19 @@ func (l *Ledger) WalletBalance(card []byte) (int64, error) {
 // Readers (seed false) get the row as of the last synced group: Pebble
 // alone may already hold a value that an applied but unsynced group wrote.
 // The sequencer (seed true) gets the row as Pebble holds it, every applied
-// group included, and, the first time it touches a row, records that value
-// for readers: no change to the row has been applied since the store was
+// group included (cached in seqRows), and, the first time it touches a row,
+// records that value for readers: no change to the row has been applied since the store was
 // opened, so the value is durable. The syncer replaces it as changes sync.
 func (l *Ledger) row(key []byte, seed bool) ([]byte, error) {
 	if seed {
+		if v, ok := l.seqRows[string(key)]; ok {
+			return v, nil
+		}
 		v, err := getRow(l.db, key)
 		if err != nil {
 			return nil, err
 		}
+		l.seqRows[string(key)] = v
 		l.durable.Lock()
 		if _, seen := l.durable.rows[string(key)]; !seen {
 			l.durable.rows[string(key)] = v
