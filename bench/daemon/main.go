@@ -3,9 +3,10 @@
 //   - cold start: exec of kioskd to the first 200 on /healthz, with 1M
 //     entries in the ledger, after a SIGKILL (the WAL still to replay), after
 //     a clean stop, and with the page cache dropped when the machine allows;
+//
 //   - HTTP checkout latency from one client, p50/p99.
 //
-//	go run ./bench/daemon [-entries 1000000] [-checkouts 5000] [-dir bench/out]
+//     go run ./bench/daemon [-entries 1000000] [-checkouts 5000] [-dir bench/out]
 //
 // The 1M-entry ledger is built once in DIR/cold and reused by later runs.
 package main
