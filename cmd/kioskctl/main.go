@@ -57,13 +57,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
-func openLedger(fs *flag.FlagSet, data string, stderr io.Writer) (*ledger.Ledger, int) {
-	if data == "" {
+// openLedger parses a ledger subcommand's flags (--data, plus those extra
+// adds) and opens the ledger in DIR read-only. A nil ledger comes with the
+// exit code.
+func openLedger(name string, args []string, stderr io.Writer, extra func(fs *flag.FlagSet)) (*ledger.Ledger, int) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	data := fs.String("data", "", "kioskd's data `dir`")
+	if extra != nil {
+		extra(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, 2
+	}
+	if *data == "" {
 		fmt.Fprintln(stderr, "kioskctl: --data is required")
 		fs.Usage()
 		return nil, 2
 	}
-	l, err := ledger.Open(filepath.Join(data, "ledger"), ledger.Options{ReadOnly: true})
+	l, err := ledger.Open(filepath.Join(*data, "ledger"), ledger.Options{ReadOnly: true})
 	if err != nil {
 		fmt.Fprintf(stderr, "kioskctl: %v\n(is kioskd still running? stop it first)\n", err)
 		return nil, 1
@@ -72,14 +84,10 @@ func openLedger(fs *flag.FlagSet, data string, stderr io.Writer) (*ledger.Ledger
 }
 
 func verify(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("ledger verify", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	data := fs.String("data", "", "kioskd's data `dir`")
-	asJSON := fs.Bool("json", false, "print the result as JSON")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	l, code := openLedger(fs, *data, stderr)
+	var asJSON *bool
+	l, code := openLedger("ledger verify", args, stderr, func(fs *flag.FlagSet) {
+		asJSON = fs.Bool("json", false, "print the result as JSON")
+	})
 	if l == nil {
 		return code
 	}
@@ -108,15 +116,12 @@ func verify(args []string, stdout, stderr io.Writer) int {
 }
 
 func dump(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("ledger dump", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	data := fs.String("data", "", "kioskd's data `dir`")
-	from := fs.Uint64("from", 1, "first `seq`")
-	limit := fs.Int("limit", 0, "at most `N` entries (0: all)")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	l, code := openLedger(fs, *data, stderr)
+	var from *uint64
+	var limit *int
+	l, code := openLedger("ledger dump", args, stderr, func(fs *flag.FlagSet) {
+		from = fs.Uint64("from", 1, "first `seq`")
+		limit = fs.Int("limit", 0, "at most `N` entries (0: all)")
+	})
 	if l == nil {
 		return code
 	}
