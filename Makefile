@@ -7,7 +7,10 @@ LDFLAGS := -X main.Version=$(VERSION)
 # Packages with concurrent code, tested again under the race detector.
 RACE_PKGS := ./firmware/... ./cmd/...
 
-.PHONY: all build run test bench cross lint clean
+# Packages whose tests also run on the boards' CPUs under qemu-user.
+ARM_TEST_PKGS := boards drivers/barcode firmware/ledger firmware/till
+
+.PHONY: all build run test test-arm bench cross lint clean
 
 all: lint test
 
@@ -21,6 +24,23 @@ run:
 test:
 	$(GO) test ./...
 	$(GO) test -race -short $(RACE_PKGS)
+
+# The storage and sale-flow tests on 32-bit ARMv6 (Pi Zero, 32-bit Raspberry
+# Pi OS) and arm64, under qemu-user. Without qemu-user-static it skips, unless
+# KIOSK_REQUIRE_REAL=1 says it must run.
+test-arm:
+	@if ! command -v qemu-arm-static >/dev/null || ! command -v qemu-aarch64-static >/dev/null; then \
+		if [ "$$KIOSK_REQUIRE_REAL" = 1 ]; then echo "test-arm: qemu-user-static not found and KIOSK_REQUIRE_REAL=1"; exit 1; fi; \
+		echo "test-arm: qemu-user-static not found, skipping (apt-get install qemu-user-static)"; exit 0; \
+	fi; \
+	set -e; for target in arm:6:qemu-arm-static arm64::qemu-aarch64-static; do \
+		arch=$${target%%:*}; rest=$${target#*:}; goarm=$${rest%%:*}; qemu=$${rest#*:}; \
+		for pkg in $(ARM_TEST_PKGS); do \
+			bin=$(CURDIR)/bin/test-$$arch$$goarm/$$(echo $$pkg | tr / _).test; \
+			GOOS=linux GOARCH=$$arch GOARM=$$goarm $(GO) test -c -o $$bin ./$$pkg; \
+			echo "$$arch$$goarm $$pkg"; (cd $$pkg && $$qemu $$bin -test.short); \
+		done; \
+	done
 
 # Benchmarks and the comparison harnesses; figures go in docs/BENCHMARKS.md.
 bench:
