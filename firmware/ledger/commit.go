@@ -53,13 +53,15 @@ func (l *Ledger) sequence() {
 			}
 			continue
 		}
-		g := l.prepare(reqs)
-		if g.batch != nil {
+		l.pruneRows()
+		g := l.prepareGuarded(reqs)
+		if g.err == nil && g.batch != nil {
 			if err := applyNoSyncWait(l.db, g.batch); err != nil {
 				g.err = fmt.Errorf("%w: writing the WAL: %v", ErrUnavailable, err)
 				l.fail(g.err)
 			}
 		}
+		l.pending.Add(1)
 		l.inflight.Add(1)
 		l.groups <- g
 	}
@@ -84,12 +86,11 @@ func (l *Ledger) syncLoop() {
 		if f := l.failure.Load(); f != nil {
 			// A later group's sync may succeed after an earlier one failed,
 			// but what the failed one wrote is in doubt, so nothing after it
-			// is vouched for either. Recovery settles what is on disk.
-			for i, r := range g.reqs {
-				if g.results[i].err == nil {
-					g.results[i] = result{err: *f}
-				}
-				r.done <- g.results[i]
+			// is vouched for either, not even a refusal: "already refunded"
+			// or "insufficient balance" may rest on an entry the failure
+			// took back. Recovery settles what is on disk.
+			for _, r := range g.reqs {
+				r.done <- result{err: *f}
 			}
 		} else {
 			l.publish(g)
@@ -100,24 +101,26 @@ func (l *Ledger) syncLoop() {
 		if g.batch != nil {
 			_ = g.batch.Close()
 		}
+		l.pending.Add(-1)
 		l.inflight.Done()
 	}
 }
 
-// publish makes a synced group visible to readers.
+// publish makes a synced group visible to readers: the head first, so that
+// a reader who sees a derived row change also sees the entry behind it.
 func (l *Ledger) publish(g *group) {
+	if g.head > l.head.Load() {
+		l.head.Store(g.head)
+	}
+	if g.acked > l.acked.Load() {
+		l.acked.Store(g.acked)
+	}
 	if len(g.rows) > 0 {
 		l.durable.Lock()
 		for k, v := range g.rows {
 			l.durable.rows[k] = v
 		}
 		l.durable.Unlock()
-	}
-	if g.head > l.head.Load() {
-		l.head.Store(g.head)
-	}
-	if g.acked > l.acked.Load() {
-		l.acked.Store(g.acked)
 	}
 }
 
@@ -133,19 +136,54 @@ func (l *Ledger) fail(err error) {
 	}
 }
 
+// closeTimeout bounds how long recovery waits for the failed store to
+// close. A Pebble that panicked while holding its commit lock never closes.
+var closeTimeout = 5 * time.Second
+
+// closeStore closes a Pebble; tests replace it to play a store that hangs.
+var closeStore = closePebble
+
+var errCloseTimeout = errors.New("the store did not close")
+
+// closeWithin closes db, giving up after d. A store that does not close is
+// left to its goroutine: only a restart of the process frees it.
+func closeWithin(db *pebble.DB, d time.Duration) error {
+	done := make(chan error, 1)
+	closeFn := closeStore
+	go func() { done <- closeFn(db) }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(d):
+		return fmt.Errorf("%w in %s", errCloseTimeout, d)
+	}
+}
+
 // recover closes and reopens the store once every in-flight group has been
 // answered. Reopening replays the WAL, so the store holds exactly what
 // reached the disk, and the head, watermark and totals are read afresh.
-// It returns the channel for the next attempt, or nil once recovered.
+// It returns the channel for the next attempt, or nil once recovered or
+// once only a restart of the process can help (ErrNeedsRestart).
 func (l *Ledger) recover(backoff *time.Duration) <-chan time.Time {
 	l.inflight.Wait()
+	if errors.Is(l.Health(), ErrNeedsRestart) {
+		return nil
+	}
 	l.mu.Lock()
-	if l.db != nil {
-		if err := closePebble(l.db); err != nil {
+	db := l.db
+	l.db = nil // readers now fail fast instead of waiting on the close
+	l.mu.Unlock()
+	if db != nil {
+		if err := closeWithin(db, closeTimeout); errors.Is(err, errCloseTimeout) {
+			err = fmt.Errorf("%w: %w: %v after %v", ErrUnavailable, ErrNeedsRestart, err, l.cause)
+			l.failure.Store(&err)
+			l.log.Error().Err(err).Msg("ledger store is stuck; kioskd must restart")
+			return nil
+		} else if err != nil {
 			l.log.Warn().Err(err).Msg("closing the failed store")
 		}
-		l.db = nil
 	}
+	l.mu.Lock()
 	err := l.open()
 	l.mu.Unlock()
 	if err != nil {
@@ -162,12 +200,41 @@ func (l *Ledger) recover(backoff *time.Duration) <-chan time.Time {
 	return nil
 }
 
+// maxCachedRows bounds the derived rows (days, wallet cards) kept in memory.
+const maxCachedRows = 4096
+
+// pruneRows forgets the cached derived rows once there are many of them and
+// nothing is in flight: then Pebble holds exactly the durable values, and
+// both caches fill again from it.
+func (l *Ledger) pruneRows() {
+	if len(l.seqRows) < maxCachedRows || l.pending.Load() != 0 {
+		return
+	}
+	clear(l.seqRows)
+	l.durable.Lock()
+	clear(l.durable.rows)
+	l.durable.Unlock()
+}
+
+// prepareGuarded runs prepare, turning a panic from Pebble (an invariant
+// failure reported through Fatalf) into the failure of the whole group.
+func (l *Ledger) prepareGuarded(reqs []*request) (g *group) {
+	defer func() {
+		if r := recover(); r != nil {
+			err := fmt.Errorf("%w: preparing a batch: %v", ErrUnavailable, r)
+			l.fail(err)
+			g = &group{reqs: reqs, results: make([]result, len(reqs)), err: err}
+		}
+	}()
+	return l.prepare(reqs)
+}
+
 // prepare turns requests into one batch. It runs on the sequencer, so the
 // store and l.next change only here.
 func (l *Ledger) prepare(reqs []*request) *group {
 	g := &group{reqs: reqs, results: make([]result, len(reqs)), acked: l.seqAcked}
 	p := preparer{l: l, g: g, inGroup: map[string]int{}, refunded: map[uint64]uint64{},
-		days: map[Day]*Totals{}, wallets: map[string]int64{}}
+		days: map[Day]*Totals{}, changed: map[Day]bool{}, wallets: map[string]int64{}}
 	for i, r := range reqs {
 		if r.draft == nil {
 			g.results[i].err = p.ack(r.ack)
@@ -175,11 +242,11 @@ func (l *Ledger) prepare(reqs []*request) *group {
 		}
 		g.results[i] = p.entry(i, r.draft)
 	}
-	if len(p.days)+len(p.wallets) > 0 {
-		g.rows = make(map[string][]byte, len(p.days)+len(p.wallets))
+	if len(p.changed)+len(p.wallets) > 0 {
+		g.rows = make(map[string][]byte, len(p.changed)+len(p.wallets))
 	}
-	for d, t := range p.days {
-		k, v := dayKey(d), encodeTotals(t)
+	for d := range p.changed {
+		k, v := dayKey(d), encodeTotals(p.days[d])
 		p.batch().Set(k, v, nil)
 		g.rows[string(k)] = v
 	}
@@ -205,7 +272,8 @@ type preparer struct {
 	b        *pebble.Batch
 	inGroup  map[string]int    // idempotency key → index of the request that wrote it
 	refunded map[uint64]uint64 // seq refunded in this group → the refund's seq
-	days     map[Day]*Totals   // day totals this group changes, as they stand
+	days     map[Day]*Totals   // day totals this group has read, as they stand
+	changed  map[Day]bool      // days an entry of this group was added to
 	wallets  map[string]int64  // card uid → balance, for cards this group changes
 	buf      []byte
 	it       *pebble.Iterator // point lookups for this group, opened on first use
@@ -314,6 +382,7 @@ func (p *preparer) entry(i int, d *Draft) result {
 	b.Set(entryKey(e.Seq), p.buf, nil)
 	b.Set(idempotencyKey(e.IdempotencyKey), seqValue(e.Seq), nil)
 	t.add(&e)
+	p.changed[t.Day] = true
 	if hasWallet {
 		p.wallets[string(e.Card)] = balance
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 )
@@ -319,4 +320,142 @@ func TestSyncFailureUnderLoad(t *testing.T) {
 	}
 	mustVerify(t, l)
 	t.Logf("%d acknowledged, %d refused, head %d", a.counts.Load(), refused.Load(), l.Head())
+}
+
+// TestFailedGroupTakesItsRefusalsBack: a refusal worked out from a group
+// whose sync then fails ("already refunded" by a refund the failure took
+// back) must not reach the caller as final.
+func TestFailedGroupTakesItsRefusalsBack(t *testing.T) {
+	var slowFail atomic.Bool
+	fs := errorfs.Wrap(vfs.NewMem(), errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if slowFail.Load() && isSync(op.Kind) && strings.HasSuffix(op.Path, ".log") {
+			time.Sleep(100 * time.Millisecond)
+			return errorfs.ErrInjected
+		}
+		return nil
+	}))
+	l := openTest(t, fs, testOptions(newClock()))
+	s := mustAppend(t, l, sale("s", PaymentCash, chai))
+	slowFail.Store(true)
+	first := make(chan error, 1)
+	go func() {
+		_, err := l.Append(context.Background(), Draft{Kind: KindRefund, IdempotencyKey: "r1", RefundOf: s.Seq})
+		first <- err
+	}()
+	time.Sleep(30 * time.Millisecond) // r1 is in the WAL; its fsync is under way
+	_, err := l.Append(context.Background(), Draft{Kind: KindRefund, IdempotencyKey: "r2", RefundOf: s.Seq})
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("second refund: %v, want ErrUnavailable (the first refund is in doubt)", err)
+	}
+	if err := <-first; !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("first refund: %v", err)
+	}
+}
+
+// TestDerivedRowsOnlyShowDurableEntries: a wallet balance or day total is
+// never visible before the entry behind it is durable, even for a row the
+// sequencer touches for the first time while a reader is looking it up.
+func TestDerivedRowsOnlyShowDurableEntries(t *testing.T) {
+	fs := errorfs.Wrap(vfs.NewMem(), errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if isSync(op.Kind) && strings.HasSuffix(op.Path, ".log") {
+			time.Sleep(2 * time.Millisecond) // a slow SD card widens the window
+		}
+		return nil
+	}))
+	l := openTest(t, fs, testOptions(newClock()))
+	card := func(i int64) []byte { return []byte{0xc0, byte(i >> 16), byte(i >> 8), byte(i)} }
+	const cards = 300
+	var next atomic.Int64
+	var seqs sync.Map // card index → top-up seq
+	type seen struct{ card, head int64 }
+	var mu sync.Mutex
+	var seenList []seen
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1)
+				if i > cards {
+					return
+				}
+				e, err := l.Append(context.Background(), Draft{Kind: KindTopUp, Payment: PaymentCash, Card: card(i),
+					IdempotencyKey: fmt.Sprint("t", i), Lines: []Line{{SKU: "TOPUP", Qty: 1, Price: 100}}})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				seqs.Store(i, e.Seq)
+			}
+		}()
+	}
+	var stop atomic.Bool
+	var readers sync.WaitGroup
+	for r := range 4 {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for !stop.Load() {
+				i := next.Load() + int64(r%2) // the card being topped up now, or next
+				if bal, err := l.WalletBalance(card(i)); err == nil && bal > 0 {
+					h := int64(l.Head())
+					mu.Lock()
+					seenList = append(seenList, seen{i, h})
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	stop.Store(true)
+	readers.Wait()
+	for _, s := range seenList {
+		seq, _ := seqs.Load(s.card)
+		if uint64(s.head) < seq.(uint64) {
+			t.Fatalf("card %d's balance was visible at head %d, before its top-up (seq %d) was durable", s.card, s.head, seq)
+		}
+	}
+	t.Logf("%d balance reads checked", len(seenList))
+	mustVerify(t, l)
+}
+
+// TestStuckStoreNeedsRestart: a store that never closes after a failed
+// fsync (Pebble can wedge its commit pipeline) leaves the ledger refusing
+// writes with ErrNeedsRestart; readers fail fast and Close returns.
+func TestStuckStoreNeedsRestart(t *testing.T) {
+	release := make(chan struct{})
+	oldClose, oldTimeout := closeStore, closeTimeout
+	closeStore = func(db *pebble.DB) error { <-release; return oldClose(db) }
+	closeTimeout = 100 * time.Millisecond
+	defer func() { close(release); closeStore, closeTimeout = oldClose, oldTimeout }()
+
+	inj := &syncFailures{}
+	l := openTest(t, errorfs.Wrap(vfs.NewMem(), errorfs.InjectorFunc(inj.inject)), testOptions(newClock()))
+	mustAppend(t, l, sale("a", PaymentCash, chai))
+	inj.on.Store(true)
+	if _, err := l.Append(context.Background(), sale("b", PaymentCash, chai)); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Append with a failing fsync: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !errors.Is(l.Health(), ErrNeedsRestart) {
+		if time.Now().After(deadline) {
+			t.Fatalf("health %v, want ErrNeedsRestart", l.Health())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	inj.on.Store(false) // too late: nothing reopens a stuck store
+	start := time.Now()
+	if _, err := l.Range(1, 10); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Range on a stuck ledger: %v", err)
+	}
+	if _, err := l.Append(context.Background(), sale("c", PaymentCash, chai)); !errors.Is(err, ErrNeedsRestart) {
+		t.Fatalf("Append on a stuck ledger: %v", err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("reads, writes and Close took %s on a stuck ledger", d)
+	}
 }

@@ -3,6 +3,7 @@ package ledger
 import (
 	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"time"
 )
 
@@ -126,13 +127,19 @@ func decodeSeqValue(v []byte) (uint64, error) {
 //	           line count         uvarint
 //	           each line          sku (uvarint length, bytes), name (same),
 //	                              qty uvarint, unit price uvarint (minor units)
-//	           tail, to the end   zero or more of: tag u8, uvarint length, bytes
+//	           tail               zero or more of: tag u8, uvarint length, bytes
 //	                                0x01 refund of: seq u64be
 //	                                0x02 card uid
 //	                                0x03 phone
 //	                                0x04 plan
+//	end−4 4    CRC-32C (Castagnoli) of every byte before it, u32be
+//
+// Pebble checksums its blocks and WAL records; the CRC covers the value end
+// to end, so a value cut or spliced anywhere, by a bug as much as by a
+// disk, reads as corrupt rather than as a shorter entry.
 const (
 	entryHeaderSize = 30
+	crcSize         = 4
 
 	fieldRefundOf = 0x01
 	fieldCard     = 0x02
@@ -156,6 +163,7 @@ func appendField(b []byte, tag byte, v []byte) []byte {
 
 // encodeEntry appends e's value encoding to b.
 func encodeEntry(b []byte, e *Entry) []byte {
+	start := len(b)
 	var h [entryHeaderSize]byte
 	h[0] = valueVersion
 	h[1] = byte(e.Kind)
@@ -180,7 +188,14 @@ func encodeEntry(b []byte, e *Entry) []byte {
 	b = appendField(b, fieldCard, e.Card)
 	b = appendField(b, fieldPhone, []byte(e.Phone))
 	b = appendField(b, fieldPlan, []byte(e.Plan))
-	return b
+	return seal(b, start)
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// seal appends the CRC-32C of b[start:].
+func seal(b []byte, start int) []byte {
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b[start:], castagnoli))
 }
 
 // reader walks a value. Running out of bytes mid-field is corruption: a value
@@ -223,12 +238,17 @@ func (r *reader) bytes(what string, max int) []byte {
 // and returns an error wrapping ErrCorrupt for anything it cannot read.
 func decodeEntry(v []byte) (Entry, error) {
 	var e Entry
-	if len(v) < entryHeaderSize {
+	if len(v) < entryHeaderSize+crcSize {
 		return e, fmt.Errorf("%w: entry value is %d bytes, shorter than its header", ErrCorrupt, len(v))
 	}
 	if v[0] != valueVersion {
 		return e, fmt.Errorf("%w: entry value version %d", ErrCorrupt, v[0])
 	}
+	body := v[:len(v)-crcSize]
+	if crc32.Checksum(body, castagnoli) != binary.BigEndian.Uint32(v[len(body):]) {
+		return e, fmt.Errorf("%w: entry value fails its checksum", ErrCorrupt)
+	}
+	v = body
 	e.Kind = Kind(v[1])
 	e.Payment = Payment(v[2])
 	e.Currency = string(v[3:6])

@@ -32,6 +32,10 @@ var (
 	ErrUnavailable = errors.New("ledger: unavailable")
 	// ErrInsufficient: a wallet card's balance does not cover the payment.
 	ErrInsufficient = errors.New("ledger: insufficient wallet balance")
+	// ErrNeedsRestart: the store failed in a way only a restart of the
+	// process clears (Pebble wedged after a failed fsync). kioskd stops
+	// petting systemd's watchdog when it sees it.
+	ErrNeedsRestart = errors.New("ledger: needs a restart")
 	// ErrCorrupt: something on disk cannot be decoded.
 	ErrCorrupt = errors.New("ledger: corrupt")
 )
@@ -85,6 +89,7 @@ type Ledger struct {
 	groups   chan *group           // sequencer → syncer, in WAL order
 	failed   chan struct{}         // syncer → sequencer: a sync failed, recover
 	inflight sync.WaitGroup        // groups handed to the syncer and not yet answered
+	pending  atomic.Int64          // the same, as a count the sequencer can read
 	stop     chan struct{}         //
 	wg       sync.WaitGroup        //
 	closed   atomic.Bool           //
@@ -310,13 +315,13 @@ func (l *Ledger) Close() error {
 	close(l.stop)
 	l.wg.Wait()
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.db == nil {
+	db := l.db
+	l.db = nil
+	l.mu.Unlock()
+	if db == nil {
 		return nil
 	}
-	err := closePebble(l.db)
-	l.db = nil
-	return err
+	return closeWithin(db, closeTimeout)
 }
 
 // Append records a draft and returns the entry once it is synced to disk.
@@ -363,6 +368,11 @@ func (l *Ledger) submit(ctx context.Context, r *request) (Entry, error) {
 // spares the next open a WAL replay, and before a battery shutdown it does
 // the flush's writing while there is still power for it.
 func (l *Ledger) Flush() error {
+	// Pebble rotates its WAL to flush; after a failed WAL sync, that path
+	// can fail in a way Go cannot recover from. Recovery reopens instead.
+	if err := l.Health(); err != nil {
+		return err
+	}
 	return l.read(func(db *pebble.DB) error {
 		if err := guard(db.Flush); err != nil {
 			return fmt.Errorf("%w: flush: %v", ErrUnavailable, err)
@@ -577,13 +587,17 @@ func (l *Ledger) row(key []byte, seed bool) ([]byte, error) {
 		l.durable.Unlock()
 		return v, nil
 	}
-	l.durable.Lock()
-	v, ok := l.durable.rows[string(key)]
-	l.durable.Unlock()
-	if ok {
-		return v, nil
-	}
+	var v []byte
 	err := l.read(func(db *pebble.DB) error {
+		// The miss check and the read are one step under the lock the
+		// sequencer takes to seed a row, so the sequencer cannot change the
+		// row in between. (Lock order: l.mu, then durable.)
+		l.durable.Lock()
+		defer l.durable.Unlock()
+		if cached, ok := l.durable.rows[string(key)]; ok {
+			v = cached
+			return nil
+		}
 		var err error
 		v, err = getRow(db, key)
 		return err

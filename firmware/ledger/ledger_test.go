@@ -502,3 +502,24 @@ func TestReadOnly(t *testing.T) {
 	}
 	mustVerify(t, ro)
 }
+
+// TestRefusalWritesNothing: a request refused inside the sequencer (here an
+// empty wallet) adds nothing to the WAL and costs no fsync.
+func TestRefusalWritesNothing(t *testing.T) {
+	var walWrites atomic.Int64
+	fs := errorfs.Wrap(vfs.NewMem(), errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if (op.Kind == errorfs.OpFileWrite || isSync(op.Kind)) && strings.HasSuffix(op.Path, ".log") {
+			walWrites.Add(1)
+		}
+		return nil
+	}))
+	l := openTest(t, fs, testOptions(newClock()))
+	mustAppend(t, l, sale("warm", PaymentCash, chai))
+	before := walWrites.Load()
+	if _, err := l.Append(context.Background(), sale("broke", PaymentWallet, chai)); !errors.Is(err, ErrInsufficient) {
+		t.Fatalf("paying from an empty card: %v", err)
+	}
+	if n := walWrites.Load() - before; n != 0 {
+		t.Fatalf("a refused payment made %d WAL writes or syncs", n)
+	}
+}

@@ -35,9 +35,10 @@ func (c *Check) problem(format string, args ...any) {
 func (l *Ledger) Verify() (*Check, error) {
 	c := &Check{}
 	err := l.read(func(db *pebble.DB) error {
+		// Head first: the snapshot then holds at least every entry up to it.
+		c.Head, c.Acked = l.head.Load(), l.acked.Load()
 		snap := db.NewSnapshot()
 		defer snap.Close()
-		c.Head, c.Acked = l.head.Load(), l.acked.Load()
 		if c.Acked > c.Head {
 			c.problem("watermark %d is past head %d", c.Acked, c.Head)
 		}
