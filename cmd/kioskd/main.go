@@ -218,9 +218,11 @@ func shutdownHTTP(srv *http.Server, done <-chan error, log zerolog.Logger) error
 	return nil
 }
 
-// watchdog pets systemd's watchdog while the ledger's syncs complete. A
-// storage device that stops answering stalls the syncer; then the pets stop
-// and systemd restarts kioskd, which is the one recovery left.
+// watchdog pets systemd's watchdog while the ledger works. Two things stop
+// the pets, and systemd then restarts kioskd, which is the one recovery
+// left: a storage device that stops answering (a sync stalled past half the
+// interval), and a store the ledger could not close after a failure
+// (ledger.ErrNeedsRestart).
 func watchdog(ctx context.Context, l *ledger.Ledger, log zerolog.Logger) {
 	interval, err := daemon.SdWatchdogEnabled(false)
 	if err != nil || interval <= 0 {
@@ -228,22 +230,28 @@ func watchdog(ctx context.Context, l *ledger.Ledger, log zerolog.Logger) {
 	}
 	tick := time.NewTicker(interval / 3)
 	defer tick.Stop()
-	stalled := false
+	var withheld string // why the last pet was withheld; "" while petting
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-tick.C:
+			why := ""
 			if d := l.SyncStalled(now); d > interval/2 {
-				if !stalled {
-					log.Error().Dur("stalled", d).Msg("ledger sync stalled: no longer petting the watchdog")
-					stalled = true
+				why = fmt.Sprintf("ledger sync stalled for %s", d.Round(time.Millisecond))
+			} else if err := l.Health(); errors.Is(err, ledger.ErrNeedsRestart) {
+				why = err.Error()
+			}
+			if why != "" {
+				if withheld == "" {
+					log.Error().Str("why", why).Msg("no longer petting the watchdog: systemd will restart kioskd")
 				}
+				withheld = why
 				continue
 			}
-			if stalled {
-				log.Warn().Msg("ledger sync moving again")
-				stalled = false
+			if withheld != "" {
+				log.Warn().Msg("ledger working again: petting the watchdog")
+				withheld = ""
 			}
 			_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
 		}

@@ -125,8 +125,9 @@ func TestSaleOverHTTP(t *testing.T) {
 
 	// Wallet: top up, pay, refuse an overdraft.
 	f.must("POST", "/api/wallet/topup", `{"card":"04a22b91","amount":20000,"idempotency_key":"top-1"}`)
-	f.must("POST", "/api/checkout", `{"payment":"wallet","card":"04a22b91","lines":[{"sku":"KASHMIRI","qty":1}]}`)
-	if code, out := f.call("POST", "/api/checkout", `{"payment":"wallet","card":"04a22b91","lines":[{"sku":"KASHMIRI","qty":1}]}`); code != http.StatusPaymentRequired {
+	f.must("POST", "/api/wallet/topup", `{"card":"04a22b91","amount":20000,"idempotency_key":"top-1"}`) // a retry credits once
+	f.must("POST", "/api/checkout", `{"payment":"wallet","card":"04a22b91","idempotency_key":"w1","lines":[{"sku":"KASHMIRI","qty":1}]}`)
+	if code, out := f.call("POST", "/api/checkout", `{"payment":"wallet","card":"04a22b91","idempotency_key":"w2","lines":[{"sku":"KASHMIRI","qty":1}]}`); code != http.StatusPaymentRequired {
 		t.Fatalf("overdraft: %d %v", code, out)
 	}
 	if w := f.must("GET", "/api/wallet/04a22b91", ""); w["balance"].(float64) != 5000 {
@@ -163,10 +164,11 @@ func TestBadInput(t *testing.T) {
 		{"oversized body", "POST", "/api/cart/scan", huge, 413},
 		{"no payment", "POST", "/api/checkout", `{}`, 400},
 		{"unknown payment", "POST", "/api/checkout", `{"payment":"bitcoin"}`, 400},
-		{"unknown sku in lines", "POST", "/api/checkout", `{"payment":"cash","lines":[{"sku":"CAVIAR","qty":1}]}`, 404},
-		{"zero qty in lines", "POST", "/api/checkout", `{"payment":"cash","lines":[{"sku":"CHAI","qty":0}]}`, 400},
-		{"negative qty in lines", "POST", "/api/checkout", `{"payment":"cash","lines":[{"sku":"CHAI","qty":-2}]}`, 400},
-		{"empty lines", "POST", "/api/checkout", `{"payment":"cash","lines":[]}`, 400},
+		{"unknown sku in lines", "POST", "/api/checkout", `{"payment":"cash","idempotency_key":"x","lines":[{"sku":"CAVIAR","qty":1}]}`, 404},
+		{"zero qty in lines", "POST", "/api/checkout", `{"payment":"cash","idempotency_key":"x","lines":[{"sku":"CHAI","qty":0}]}`, 400},
+		{"negative qty in lines", "POST", "/api/checkout", `{"payment":"cash","idempotency_key":"x","lines":[{"sku":"CHAI","qty":-2}]}`, 400},
+		{"empty lines", "POST", "/api/checkout", `{"payment":"cash","idempotency_key":"x","lines":[]}`, 400},
+		{"lines without a key", "POST", "/api/checkout", `{"payment":"cash","lines":[{"sku":"CHAI","qty":1}]}`, 400},
 		{"wallet without card", "POST", "/api/checkout", `{"payment":"wallet"}`, 400},
 		{"wallet with bad card", "POST", "/api/checkout", `{"payment":"wallet","card":"xyz"}`, 400},
 		{"wallet with no balance", "POST", "/api/checkout", `{"payment":"wallet","card":"04a22b91"}`, 402},
@@ -186,8 +188,9 @@ func TestBadInput(t *testing.T) {
 		{"sales zero limit", "GET", "/api/sales?limit=0", "", 400},
 		{"sales huge limit", "GET", "/api/sales?limit=100000", "", 400},
 		{"zreport bad day", "GET", "/api/zreport?day=yesterday", "", 400},
-		{"top-up zero", "POST", "/api/wallet/topup", `{"card":"04a22b91","amount":0}`, 400},
-		{"top-up negative", "POST", "/api/wallet/topup", `{"card":"04a22b91","amount":-100}`, 400},
+		{"top-up zero", "POST", "/api/wallet/topup", `{"card":"04a22b91","amount":0,"idempotency_key":"x"}`, 400},
+		{"top-up negative", "POST", "/api/wallet/topup", `{"card":"04a22b91","amount":-100,"idempotency_key":"x"}`, 400},
+		{"top-up without a key", "POST", "/api/wallet/topup", `{"card":"04a22b91","amount":500}`, 400},
 		{"wallet bad uid", "GET", "/api/wallet/0102", "", 400},
 		{"unknown endpoint", "GET", "/api/nope", "", 404},
 		{"sim endpoint off the sim board", "POST", "/api/sim/mains", `{"on":false}`, 404},
@@ -305,6 +308,25 @@ func TestCartKeyOutlivesAFailedCheckout(t *testing.T) {
 	}
 	if v := f.till.Cart(); len(v.Lines) != 0 || v.IdempotencyKey == key {
 		t.Fatalf("cart after settling %+v", v)
+	}
+}
+
+// TestCartCheckoutUnderTheCallersKey: a cart sold under the caller's own
+// key leaves the counter, so it cannot be sold again, and a retry with that
+// key returns the sale.
+func TestCartCheckoutUnderTheCallersKey(t *testing.T) {
+	f := newFixture(t, vfs.NewMem())
+	f.must("POST", "/api/cart/add", `{"sku":"BUNKEBAB","qty":2}`)
+	sale := f.must("POST", "/api/checkout", `{"payment":"cash","idempotency_key":"screen-42"}`)
+	if v := f.till.Cart(); len(v.Lines) != 0 {
+		t.Fatalf("cart still holds %+v after it was sold", v.Lines)
+	}
+	if code, out := f.call("POST", "/api/checkout", `{"payment":"cash"}`); code != 400 {
+		t.Fatalf("the sold cart sold again: %d %v", code, out)
+	}
+	again := f.must("POST", "/api/checkout", `{"payment":"cash","idempotency_key":"screen-42"}`)
+	if again["id"] != sale["id"] || f.ledger.Head() != 1 {
+		t.Fatalf("retry: %v, head %d", again["id"], f.ledger.Head())
 	}
 }
 

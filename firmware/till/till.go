@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -207,7 +208,7 @@ type LineRequest struct {
 type Checkout struct {
 	Payment ledger.Payment
 	// Key is the idempotency key. Empty means the cart's key for a cart
-	// checkout, or a fresh key when Lines are given.
+	// checkout; required when Lines are given.
 	Key string
 	// Lines, when non-nil, are sold instead of the cart, which is left alone.
 	Lines []LineRequest
@@ -215,29 +216,50 @@ type Checkout struct {
 	Card []byte
 }
 
+// commitTimeout bounds how long the till waits on the ledger for one entry.
+// It does not follow the caller's context: once a sale is submitted, the
+// till waits for its outcome even if the caller has gone, so the cart is
+// settled exactly when the sale is recorded.
+const commitTimeout = 15 * time.Second
+
+func (t *Till) append(ctx context.Context, d ledger.Draft) (ledger.Entry, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
+	return t.ledger.Append(ctx, d)
+}
+
 // Checkout sells the cart (or c.Lines) and returns the ledger entry once it
 // is durable. A cart checkout empties the cart only when it succeeds.
+//
+// Retries are safe when they carry the same key: a cart checkout retried
+// after its sale was recorded (the reply lost, say) finds the cart empty
+// and returns the recorded sale. Selling given lines needs a key, since a
+// retry without one would sell twice.
 func (t *Till) Checkout(ctx context.Context, c Checkout) (ledger.Entry, error) {
 	if err := t.Ready(); err != nil {
 		return ledger.Entry{}, err
 	}
 	fromCart := c.Lines == nil
+	var cartKey string
 	var version uint64
 	if fromCart {
 		t.mu.Lock()
 		for _, l := range t.cart.lines {
 			c.Lines = append(c.Lines, LineRequest(l))
 		}
-		if c.Key == "" {
-			c.Key = t.cart.key
-		}
-		version = t.cart.version
+		cartKey, version = t.cart.key, t.cart.version
 		t.mu.Unlock()
+		if c.Key == "" {
+			c.Key = cartKey
+		}
 		if len(c.Lines) == 0 {
+			if e, err := t.ledger.ByKey(c.Key); err == nil && e.Kind == ledger.KindSale {
+				return e, nil // a retry of a cart sold already
+			}
 			return ledger.Entry{}, fmt.Errorf("%w: the cart is empty", ErrInvalid)
 		}
 	} else if c.Key == "" {
-		c.Key = t.newKey()
+		return ledger.Entry{}, fmt.Errorf("%w: selling given lines needs an idempotency_key, or a retry would sell twice", ErrInvalid)
 	}
 	if len(c.Lines) == 0 {
 		return ledger.Entry{}, fmt.Errorf("%w: no lines to sell", ErrInvalid)
@@ -254,7 +276,7 @@ func (t *Till) Checkout(ctx context.Context, c Checkout) (ledger.Entry, error) {
 		}
 		d.Lines = append(d.Lines, ledger.Line{SKU: p.SKU, Name: p.Name, Qty: l.Qty, Price: p.Price})
 	}
-	e, err := t.ledger.Append(ctx, d)
+	e, err := t.append(ctx, d)
 	if err != nil {
 		t.log.Warn().Err(err).Str("key", c.Key).Msg("checkout failed")
 		return ledger.Entry{}, err
@@ -262,18 +284,20 @@ func (t *Till) Checkout(ctx context.Context, c Checkout) (ledger.Entry, error) {
 	t.log.Info().Uint64("seq", e.Seq).Str("id", e.ID.String()).Int64("total", e.Total()).
 		Stringer("payment", e.Payment).Msg("sale")
 	if fromCart {
-		t.settleCart(version, c.Key, c.Lines)
+		t.settleCart(version, cartKey, c.Lines)
 	}
 	return e, nil
 }
 
-// settleCart takes a sold cart off the counter. If the cart changed while
-// the sale committed, only what was sold comes off.
-func (t *Till) settleCart(version uint64, key string, sold []LineRequest) {
+// settleCart takes a sold cart off the counter. cartKey is the cart's own
+// key when the sale was taken from it, whatever key the sale was recorded
+// under. If the cart changed while the sale committed, only what was sold
+// comes off.
+func (t *Till) settleCart(version uint64, cartKey string, sold []LineRequest) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.cart.key != key {
-		return // cleared meanwhile, or a retry of a cart already settled
+	if t.cart.key != cartKey {
+		return // cleared meanwhile, or settled by a concurrent retry
 	}
 	if t.cart.version == version {
 		t.cart = cart{key: t.newKey(), version: version + 1}
@@ -308,7 +332,7 @@ func (t *Till) Refund(ctx context.Context, saleID, key string) (ledger.Entry, er
 	if key == "" {
 		return ledger.Entry{}, fmt.Errorf("%w: a refund needs an idempotency key", ErrInvalid)
 	}
-	e, err := t.ledger.Append(ctx, ledger.Draft{Kind: ledger.KindRefund, IdempotencyKey: key, RefundOf: id.Seq})
+	e, err := t.append(ctx, ledger.Draft{Kind: ledger.KindRefund, IdempotencyKey: key, RefundOf: id.Seq})
 	if err != nil {
 		return ledger.Entry{}, err
 	}
@@ -325,9 +349,9 @@ func (t *Till) TopUp(ctx context.Context, card []byte, amount int64, key string)
 		return ledger.Entry{}, fmt.Errorf("%w: top-up amount %d", ErrInvalid, amount)
 	}
 	if key == "" {
-		key = t.newKey()
+		return ledger.Entry{}, fmt.Errorf("%w: a top-up needs an idempotency_key, or a retry would credit twice", ErrInvalid)
 	}
-	e, err := t.ledger.Append(ctx, ledger.Draft{
+	e, err := t.append(ctx, ledger.Draft{
 		Kind: ledger.KindTopUp, Payment: ledger.PaymentCash, Card: card, IdempotencyKey: key,
 		Lines: []ledger.Line{{SKU: TopUpSKU, Name: "Wallet top-up", Qty: 1, Price: amount}},
 	})
