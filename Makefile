@@ -45,7 +45,7 @@ test-arm:
 # Benchmarks and the comparison harnesses; figures go in docs/BENCHMARKS.md.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
-	$(GO) run ./bench/storage
+	$(GO) run ./bench/storage -repeat 3
 	$(GO) run ./bench/daemon
 
 # Stripped binaries for the boards: Pi 4/5/CM4/Zero 2 W (arm64), and

@@ -297,6 +297,7 @@ func main() {
 	n := flag.Int64("n", 100_000, "sales per run")
 	dir := flag.String("dir", "bench/out", "scratch `dir` on the storage device under test")
 	only := flag.String("stores", "", "comma-separated store names to run (default: all)")
+	onlyWriters := flag.Int("writers", 0, "run only configurations with this many writers (default: all)")
 	repeat := flag.Int("repeat", 1, "run each configuration this many `times`, alternating, and keep the median")
 	flag.Parse()
 	if err := os.MkdirAll(*dir, 0o755); err != nil {
@@ -335,6 +336,9 @@ func main() {
 	for rep := 0; rep < *repeat; rep++ {
 		for _, c := range cfgs {
 			for _, w := range c.writers {
+				if *onlyWriters != 0 && w != *onlyWriters {
+					continue
+				}
 				r, err := runOne(c.name, c.mk(), filepath.Join(*dir, "storage"), w, *n)
 				if err != nil {
 					fmt.Fprintln(os.Stderr, err)
