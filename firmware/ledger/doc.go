@@ -15,6 +15,14 @@
 //     says why through Health, reopens the store and carries on from what is
 //     on disk.
 //
+// Two failures need the process restarted, and kioskd's systemd watchdog
+// and Restart=always do it; a restart recovers like any crash. A Pebble
+// that panicked holding its commit lock never closes: the ledger then
+// refuses writes with ErrNeedsRestart and kioskd stops petting the
+// watchdog. And if a WAL sync fails just as Pebble rotates to a new WAL (a
+// full memtable, every 4 MB of entries), Pebble's unwinding hits a Go
+// runtime fatal error that no recover catches, and the process exits.
+//
 // The outbox is every entry above the fleet's acknowledged watermark; Ack
 // moves the watermark, durably. Day totals for the Z-report are kept in the
 // same batch as the entries they count. The key and value layouts, with
