@@ -235,6 +235,13 @@ func (l *Ledger) prepare(reqs []*request) *group {
 	g := &group{reqs: reqs, results: make([]result, len(reqs)), acked: l.seqAcked}
 	p := preparer{l: l, g: g, inGroup: map[string]int{}, refunded: map[uint64]uint64{},
 		days: map[Day]*Totals{}, changed: map[Day]bool{}, wallets: map[string]int64{}}
+	defer func() {
+		// Also on a panic (see prepareGuarded): an open iterator pins the
+		// store's files and counts as leaked when the store closes.
+		if p.it != nil {
+			_ = p.it.Close()
+		}
+	}()
 	for i, r := range reqs {
 		if r.draft == nil {
 			g.results[i].err = p.ack(r.ack)
@@ -257,9 +264,6 @@ func (l *Ledger) prepare(reqs []*request) *group {
 	}
 	for k, v := range g.rows {
 		l.seqRows[k] = v // the batch is applied next, or the store is reopened
-	}
-	if p.it != nil {
-		_ = p.it.Close()
 	}
 	g.head = l.next - 1
 	g.batch = p.b

@@ -567,9 +567,10 @@ func (l *Ledger) WalletBalance(card []byte) (int64, error) {
 // Readers (seed false) get the row as of the last synced group: Pebble
 // alone may already hold a value that an applied but unsynced group wrote.
 // The sequencer (seed true) gets the row as Pebble holds it, every applied
-// group included (cached in seqRows), and, the first time it touches a row,
-// records that value for readers: no change to the row has been applied since the store was
-// opened, so the value is durable. The syncer replaces it as changes sync.
+// group included (cached in seqRows), and, the first time it touches a
+// row, records that value for readers: no change to the row has been
+// applied since the store was opened (or the caches pruned), so the value
+// is durable. The syncer replaces it as changes sync.
 func (l *Ledger) row(key []byte, seed bool) ([]byte, error) {
 	if seed {
 		if v, ok := l.seqRows[string(key)]; ok {
