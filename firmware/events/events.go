@@ -1,0 +1,175 @@
+// Package events carries what happens at the kiosk to whoever listens: the
+// till page over server-sent events, and later the fleet. Scans, card taps,
+// device health and power changes are published here as they happen.
+//
+// The hub keeps the most recent events in a ring, numbered, so a listener
+// that reconnects (the page after a network blip, an SSE client with
+// Last-Event-ID) picks up what it missed. Publishing never blocks: a
+// listener that falls more than its buffer behind is cut off and must
+// reconnect and replay, rather than stall the scanner or the card reader.
+package events
+
+import (
+	"encoding/json"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Event types published by the kiosk.
+const (
+	DeviceOK       = "device_ok"       // a device answers and reads sensibly
+	DeviceDegraded = "device_degraded" // a device answers, but some operations fail
+	DeviceOffline  = "device_offline"  // a device does not answer; it is retried with backoff
+	CardTap        = "card_tap"        // an NFC card entered the reader's field
+	MainsLost      = "mains_lost"      // the mains-detect line says mains is gone
+	MainsRestored  = "mains_restored"  // the mains-detect line says mains is back
+	Lights         = "lights"          // the lighting scene changed
+)
+
+// Event is one thing that happened. Data is marshalled to JSON as is.
+type Event struct {
+	ID   uint64    `json:"id"`
+	Type string    `json:"type"`
+	Time time.Time `json:"ts"`
+	Data any       `json:"data,omitempty"`
+}
+
+// Hub fans events out to listeners. It is safe for concurrent use.
+type Hub struct {
+	clock func() time.Time
+
+	mu    sync.Mutex
+	next  uint64
+	ring  []Event
+	start int // index of the oldest event in ring once it is full
+	subs  map[*Sub]struct{}
+}
+
+// DefaultRing is how many recent events a hub keeps for replay.
+const DefaultRing = 256
+
+// NewHub returns a hub keeping the last ring events (DefaultRing if <= 0).
+func NewHub(ring int, clock func() time.Time) *Hub {
+	if ring <= 0 {
+		ring = DefaultRing
+	}
+	if clock == nil {
+		clock = time.Now
+	}
+	return &Hub{clock: clock, next: 1, ring: make([]Event, 0, ring), subs: map[*Sub]struct{}{}}
+}
+
+// Publish records an event and hands it to every listener. It never
+// blocks; it returns the event as published.
+func (h *Hub) Publish(typ string, data any) Event {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	e := Event{ID: h.next, Type: typ, Time: h.clock(), Data: data}
+	h.next++
+	if len(h.ring) < cap(h.ring) {
+		h.ring = append(h.ring, e)
+	} else {
+		h.ring[h.start] = e
+		h.start = (h.start + 1) % len(h.ring)
+	}
+	for s := range h.subs {
+		select {
+		case s.c <- e:
+		default:
+			s.cutLocked(h)
+		}
+	}
+	return e
+}
+
+// Recent returns the kept events with an ID above after, oldest first.
+func (h *Hub) Recent(after uint64) []Event {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.recentLocked(after)
+}
+
+func (h *Hub) recentLocked(after uint64) []Event {
+	var out []Event
+	for i := range h.ring {
+		e := h.ring[(h.start+i)%len(h.ring)]
+		if e.ID > after {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Sub is one listener.
+type Sub struct {
+	c      chan Event
+	cut    atomic.Bool
+	closed bool // under the hub's lock
+}
+
+// C delivers events in order. It is closed when the listener falls behind
+// or unsubscribes.
+func (s *Sub) C() <-chan Event { return s.c }
+
+// Lagged reports whether the hub cut the listener off for falling behind.
+func (s *Sub) Lagged() bool { return s.cut.Load() }
+
+func (s *Sub) cutLocked(h *Hub) {
+	s.cut.Store(true)
+	delete(h.subs, s)
+	if !s.closed {
+		s.closed = true
+		close(s.c)
+	}
+}
+
+// Subscribe returns a listener that first receives the kept events with
+// an ID above after (0 for none, if replay is false), then everything
+// published from now. buf bounds how far it may fall behind.
+func (h *Hub) Subscribe(after uint64, replay bool, buf int) *Sub {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var backlog []Event
+	if replay {
+		backlog = h.recentLocked(after)
+	}
+	if buf < len(backlog)+16 {
+		buf = len(backlog) + 16
+	}
+	s := &Sub{c: make(chan Event, buf)}
+	for _, e := range backlog {
+		s.c <- e
+	}
+	h.subs[s] = struct{}{}
+	return s
+}
+
+// Unsubscribe stops deliveries to s and closes its channel.
+func (h *Hub) Unsubscribe(s *Sub) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.subs, s)
+	if !s.closed {
+		s.closed = true
+		close(s.c)
+	}
+}
+
+// MarshalSSE renders e as one server-sent event.
+func (e Event) MarshalSSE() ([]byte, error) {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, len(b)+len(e.Type)+40)
+	out = append(out, "id: "...)
+	out = strconv.AppendUint(out, e.ID, 10)
+	out = append(out, "\nevent: "...)
+	out = append(out, e.Type...)
+	out = append(out, "\ndata: "...)
+	out = append(out, b...)
+	out = append(out, "\n\n"...)
+	return out, nil
+}

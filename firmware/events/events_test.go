@@ -1,0 +1,59 @@
+package events
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestHubReplayAndLag(t *testing.T) {
+	h := NewHub(4, func() time.Time { return time.Unix(0, 0) })
+	for i := 0; i < 6; i++ {
+		h.Publish(CardTap, map[string]int{"n": i})
+	}
+	got := h.Recent(0)
+	if len(got) != 4 || got[0].ID != 3 || got[3].ID != 6 {
+		t.Fatalf("ring kept %v, want ids 3..6", got)
+	}
+	if r := h.Recent(5); len(r) != 1 || r[0].ID != 6 {
+		t.Fatalf("Recent(5) = %v", r)
+	}
+
+	s := h.Subscribe(4, true, 1)
+	for _, want := range []uint64{5, 6} {
+		if e := <-s.C(); e.ID != want {
+			t.Fatalf("replayed %d, want %d", e.ID, want)
+		}
+	}
+	h.Publish(DeviceOK, nil)
+	if e := <-s.C(); e.ID != 7 || e.Type != DeviceOK {
+		t.Fatalf("live event %+v", e)
+	}
+	// Fill the listener's buffer (at least 16) and one more: it is cut off.
+	for i := 0; i < 40; i++ {
+		h.Publish(DeviceOK, nil)
+	}
+	n := 0
+	for range s.C() {
+		n++
+	}
+	if !s.Lagged() || n == 40 {
+		t.Fatalf("a stalled listener was not cut off: lagged=%v, got %d", s.Lagged(), n)
+	}
+	h.Unsubscribe(s) // after a cut: must not panic
+}
+
+func TestMarshalSSE(t *testing.T) {
+	e := Event{ID: 42, Type: CardTap, Time: time.Unix(1700000000, 0).UTC(), Data: map[string]string{"uid": "04a22b91"}}
+	b, err := e.MarshalSSE()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "id: 42\nevent: card_tap\ndata: {\"id\":42,\"type\":\"card_tap\",\"ts\":\"2023-11-14T22:13:20Z\",\"data\":{\"uid\":\"04a22b91\"}}\n\n"
+	if string(b) != want {
+		t.Fatalf("got %q\nwant %q", b, want)
+	}
+	if strings.Count(string(b), "\n\n") != 1 {
+		t.Fatal("an event must end with exactly one blank line")
+	}
+}
