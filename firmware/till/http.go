@@ -4,10 +4,8 @@ import (
 	"context"
 	_ "embed"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/microretail/kioskd/firmware/httpjson"
 	"github.com/microretail/kioskd/firmware/ledger"
 )
 
@@ -76,7 +75,7 @@ func NewServer(opts ServerOptions) *Server {
 		s.mux.Handle("/api/sim/", opts.Sim)
 	}
 	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, errorBody{Error: fmt.Sprintf("no endpoint %s %s", r.Method, r.URL.Path)})
+		httpjson.Error(w, http.StatusNotFound, fmt.Sprintf("no endpoint %s %s", r.Method, r.URL.Path))
 	})
 	return s
 }
@@ -92,24 +91,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
-type errorBody struct {
-	Error string `json:"error"`
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-var errTooLarge = errors.New("request body too large")
-
 // statusOf maps an error to the HTTP status a caller acts on.
 func statusOf(err error) int {
 	switch {
-	case errors.Is(err, errTooLarge):
+	case errors.Is(err, httpjson.ErrTooLarge):
 		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, ErrInvalid), errors.Is(err, ledger.ErrInvalid):
+	case errors.Is(err, ErrInvalid), errors.Is(err, ledger.ErrInvalid), errors.Is(err, httpjson.ErrInvalid):
 		return http.StatusBadRequest
 	case errors.Is(err, ErrUnknown), errors.Is(err, ledger.ErrNotFound):
 		return http.StatusNotFound
@@ -131,40 +118,20 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		ev = s.log.Error()
 	}
 	ev.Err(err).Str("path", r.URL.Path).Int("status", status).Msg("request refused")
-	writeJSON(w, status, errorBody{Error: err.Error()})
+	httpjson.Error(w, status, err.Error())
 }
 
 // decode reads one JSON object, strictly: unknown fields, trailing data and
 // oversized bodies are refused.
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
-	r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var tooLarge *http.MaxBytesError
-		switch {
-		case errors.As(err, &tooLarge):
-			return fmt.Errorf("%w: at most %d bytes", errTooLarge, MaxBody)
-		case errors.Is(err, io.EOF):
-			return fmt.Errorf("%w: empty body, expected a JSON object", ErrInvalid)
-		}
-		return fmt.Errorf("%w: malformed JSON: %v", ErrInvalid, err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return fmt.Errorf("%w: at most %d bytes", errTooLarge, MaxBody)
-		}
-		return fmt.Errorf("%w: data after the JSON object", ErrInvalid)
-	}
-	return nil
+	return httpjson.Decode(w, r, v, MaxBody)
 }
 
 func (s *Server) withTill(h func(w http.ResponseWriter, r *http.Request, t *Till)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		t := s.till.Load()
 		if t == nil {
-			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "till not ready: " + *s.waiting.Load()})
+			httpjson.Error(w, http.StatusServiceUnavailable, "till not ready: "+*s.waiting.Load())
 			return
 		}
 		h(w, r, t)
@@ -184,15 +151,15 @@ func (s *Server) uptime() int64 { return int64(s.clock().Sub(s.started) / time.S
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	t := s.till.Load()
 	if t == nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "reason": *s.waiting.Load()})
+		httpjson.Write(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "reason": *s.waiting.Load()})
 		return
 	}
 	if err := t.Ready(); err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "reason": err.Error()})
+		httpjson.Write(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "reason": err.Error()})
 		return
 	}
 	l := t.Ledger()
-	writeJSON(w, http.StatusOK, map[string]any{
+	httpjson.Write(w, http.StatusOK, map[string]any{
 		"ready": true, "kiosk_id": s.id.KioskID, "board": s.id.Board, "version": s.id.Version,
 		"uptime_s": s.uptime(), "head_seq": l.Head(), "outbox": l.OutboxLen(),
 	})
@@ -224,7 +191,7 @@ func (s *Server) state(w http.ResponseWriter, r *http.Request, t *Till) {
 	if tot, err := l.DayTotals(l.Today()); err == nil {
 		body["today"] = tot.Report()
 	}
-	writeJSON(w, http.StatusOK, body)
+	httpjson.Write(w, http.StatusOK, body)
 }
 
 func (s *Server) scan(w http.ResponseWriter, r *http.Request, t *Till) {
@@ -240,7 +207,7 @@ func (s *Server) scan(w http.ResponseWriter, r *http.Request, t *Till) {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"product": p, "cart": cart})
+	httpjson.Write(w, http.StatusOK, map[string]any{"product": p, "cart": cart})
 }
 
 func (s *Server) add(w http.ResponseWriter, r *http.Request, t *Till) {
@@ -261,7 +228,7 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request, t *Till) {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"cart": cart})
+	httpjson.Write(w, http.StatusOK, map[string]any{"cart": cart})
 }
 
 func (s *Server) clear(w http.ResponseWriter, r *http.Request, t *Till) {
@@ -272,7 +239,7 @@ func (s *Server) clear(w http.ResponseWriter, r *http.Request, t *Till) {
 			return
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"cart": t.Clear()})
+	httpjson.Write(w, http.StatusOK, map[string]any{"cart": t.Clear()})
 }
 
 func parseCard(s string) ([]byte, error) {
@@ -319,7 +286,7 @@ func (s *Server) checkout(w http.ResponseWriter, r *http.Request, t *Till) {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, e)
+	httpjson.Write(w, http.StatusOK, e)
 }
 
 func (s *Server) refund(w http.ResponseWriter, r *http.Request, t *Till) {
@@ -336,7 +303,7 @@ func (s *Server) refund(w http.ResponseWriter, r *http.Request, t *Till) {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, e)
+	httpjson.Write(w, http.StatusOK, e)
 }
 
 // MaxSalesPage bounds one /api/sales response.
@@ -374,7 +341,7 @@ func (s *Server) sales(w http.ResponseWriter, r *http.Request, t *Till) {
 	if entries == nil {
 		entries = []ledger.Entry{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"entries": entries, "head_seq": l.Head(), "acked_seq": l.Acked()})
+	httpjson.Write(w, http.StatusOK, map[string]any{"entries": entries, "head_seq": l.Head(), "acked_seq": l.Acked()})
 }
 
 func (s *Server) zreport(w http.ResponseWriter, r *http.Request, t *Till) {
@@ -392,7 +359,7 @@ func (s *Server) zreport(w http.ResponseWriter, r *http.Request, t *Till) {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"kiosk_id": s.id.KioskID, "currency": s.id.Currency, "report": tot.Report()})
+	httpjson.Write(w, http.StatusOK, map[string]any{"kiosk_id": s.id.KioskID, "currency": s.id.Currency, "report": tot.Report()})
 }
 
 func (s *Server) topUp(w http.ResponseWriter, r *http.Request, t *Till) {
@@ -415,7 +382,7 @@ func (s *Server) topUp(w http.ResponseWriter, r *http.Request, t *Till) {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, e)
+	httpjson.Write(w, http.StatusOK, e)
 }
 
 func (s *Server) wallet(w http.ResponseWriter, r *http.Request, t *Till) {
@@ -429,5 +396,5 @@ func (s *Server) wallet(w http.ResponseWriter, r *http.Request, t *Till) {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"card": hex.EncodeToString(card), "balance": bal, "currency": s.id.Currency})
+	httpjson.Write(w, http.StatusOK, map[string]any{"card": hex.EncodeToString(card), "balance": bal, "currency": s.id.Currency})
 }
