@@ -285,3 +285,40 @@ func jitter(d time.Duration) time.Duration {
 // ErrAbsent is what Open returns for a device the board does not have,
 // or whose bus or line could not be opened.
 var ErrAbsent = errors.New("devices: not present")
+
+// Chip adapts a driver to Device: OpenFunc makes the driver (its New),
+// StepFunc works it, and Forget drops what it read once it closes, so a
+// device that went offline never shows stale numbers.
+type Chip[D interface{ Halt() error }] struct {
+	OpenFunc func(context.Context) (D, error)
+	StepFunc func(context.Context, D) error
+	Forget   func() // may be nil
+
+	dev  D
+	open bool
+}
+
+// Open implements Device.
+func (c *Chip[D]) Open(ctx context.Context) error {
+	d, err := c.OpenFunc(ctx)
+	if err != nil {
+		return err
+	}
+	c.dev, c.open = d, true
+	return nil
+}
+
+// Step implements Device.
+func (c *Chip[D]) Step(ctx context.Context) error { return c.StepFunc(ctx, c.dev) }
+
+// Close implements Device: it forgets the readings and halts the driver.
+func (c *Chip[D]) Close() error {
+	if c.Forget != nil {
+		c.Forget()
+	}
+	if !c.open {
+		return nil
+	}
+	c.open = false
+	return c.dev.Halt()
+}

@@ -11,6 +11,8 @@ package events
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -172,4 +174,69 @@ func (e Event) MarshalSSE() ([]byte, error) {
 	out = append(out, b...)
 	out = append(out, "\n\n"...)
 	return out, nil
+}
+
+// Heartbeat is how often an idle event stream sends a comment, so proxies
+// and the browser keep it open and a dead client is noticed.
+const Heartbeat = 15 * time.Second
+
+// ServeHTTP streams events as server-sent events (GET /api/events). A
+// client that reconnects with Last-Event-ID, or asks ?after=N, first gets
+// the kept events it missed; ?replay=1 replays everything kept.
+func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	// The server's write timeout is for requests; a stream lives on.
+	_ = rc.SetWriteDeadline(time.Time{})
+	after, replay := uint64(0), false
+	for _, v := range []string{r.Header.Get("Last-Event-ID"), r.URL.Query().Get("after")} {
+		if v == "" {
+			continue
+		}
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			http.Error(w, `{"error":"events: after / Last-Event-ID must be an event id"}`, http.StatusBadRequest)
+			return
+		}
+		after, replay = n, true
+	}
+	if r.URL.Query().Get("replay") == "1" {
+		replay = true
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	sub := h.Subscribe(after, replay, 64)
+	defer h.Unsubscribe(sub)
+	// Tell the client how soon to come back if the stream drops.
+	if _, err := io.WriteString(w, "retry: 2000\n\n"); err != nil {
+		return
+	}
+	_ = rc.Flush()
+	beat := time.NewTicker(Heartbeat)
+	defer beat.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-beat.C:
+			if _, err := io.WriteString(w, ": heartbeat\n\n"); err != nil {
+				return
+			}
+		case e, ok := <-sub.C():
+			if !ok {
+				return // cut off for lagging: the client reconnects with Last-Event-ID
+			}
+			b, err := e.MarshalSSE()
+			if err != nil {
+				continue
+			}
+			if _, err := w.Write(b); err != nil {
+				return
+			}
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
+	}
 }

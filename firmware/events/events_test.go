@@ -1,6 +1,9 @@
 package events
 
 import (
+	"bufio"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -55,5 +58,60 @@ func TestMarshalSSE(t *testing.T) {
 	}
 	if strings.Count(string(b), "\n\n") != 1 {
 		t.Fatal("an event must end with exactly one blank line")
+	}
+}
+
+func TestServeSSE(t *testing.T) {
+	h := NewHub(0, nil)
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	h.Publish(DeviceOK, map[string]string{"name": "nfc"})
+	h.Publish(DeviceOffline, map[string]string{"name": "nfc"})
+
+	// A client coming back after event 1 gets event 2, then live ones.
+	req, _ := http.NewRequest("GET", srv.URL, nil)
+	req.Header.Set("Last-Event-ID", "1")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("content type %q", ct)
+	}
+	rd := bufio.NewReader(resp.Body)
+	next := func() string {
+		t.Helper()
+		var ev []string
+		for {
+			line, err := rd.ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			if line == "\n" {
+				if len(ev) > 0 && !strings.HasPrefix(ev[0], "retry:") {
+					return strings.Join(ev, "")
+				}
+				ev = nil
+				continue
+			}
+			ev = append(ev, line)
+		}
+	}
+	if got := next(); !strings.HasPrefix(got, "id: 2\nevent: device_offline\n") {
+		t.Fatalf("replay: %q", got)
+	}
+	go h.Publish(CardTap, map[string]string{"uid": "04a22b91"})
+	if got := next(); !strings.HasPrefix(got, "id: 3\nevent: card_tap\n") || !strings.Contains(got, `"uid":"04a22b91"`) {
+		t.Fatalf("live: %q", got)
+	}
+
+	bad, err := http.Get(srv.URL + "?after=x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad.Body.Close()
+	if bad.StatusCode != http.StatusBadRequest {
+		t.Fatalf("after=x: %d", bad.StatusCode)
 	}
 }

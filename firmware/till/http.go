@@ -37,6 +37,18 @@ type ServerOptions struct {
 	// Sim, on the sim board only, serves /api/sim/…: the emulators' view of
 	// the physical world. Elsewhere those paths are 404.
 	Sim http.Handler
+	// Events streams what happens at the kiosk on GET /api/events.
+	Events http.Handler
+	// Peripherals reports the hardware on /api/state; nil shows none.
+	Peripherals Peripherals
+}
+
+// Peripherals is what /api/state shows about the kiosk's hardware.
+type Peripherals interface {
+	// DeviceStates maps each configured device to ok, degraded or offline.
+	DeviceStates() map[string]string
+	// StateExtras are further /api/state fields: "power", "lights", ….
+	StateExtras() map[string]any
 }
 
 // Server is the till's HTTP API. It serves /healthz from the moment it
@@ -49,6 +61,7 @@ type Server struct {
 	till    atomic.Pointer[Till]
 	waiting atomic.Pointer[string]
 	mux     *http.ServeMux
+	periph  Peripherals
 }
 
 // NewServer builds the API.
@@ -56,7 +69,7 @@ func NewServer(opts ServerOptions) *Server {
 	if opts.Clock == nil {
 		opts.Clock = time.Now
 	}
-	s := &Server{id: opts.Identity, log: opts.Logger.With().Str("component", "http").Logger(), clock: opts.Clock, mux: http.NewServeMux()}
+	s := &Server{id: opts.Identity, log: opts.Logger.With().Str("component", "http").Logger(), clock: opts.Clock, mux: http.NewServeMux(), periph: opts.Peripherals}
 	s.started = s.clock()
 	s.SetWaiting("starting")
 	s.mux.HandleFunc("GET /{$}", s.page)
@@ -71,6 +84,9 @@ func NewServer(opts ServerOptions) *Server {
 	s.mux.HandleFunc("GET /api/zreport", s.withTill(s.zreport))
 	s.mux.HandleFunc("POST /api/wallet/topup", s.withTill(s.topUp))
 	s.mux.HandleFunc("GET /api/wallet/{card}", s.withTill(s.wallet))
+	if opts.Events != nil {
+		s.mux.Handle("GET /api/events", opts.Events)
+	}
 	if opts.Sim != nil {
 		s.mux.Handle("/api/sim/", opts.Sim)
 	}
@@ -184,9 +200,14 @@ func (s *Server) state(w http.ResponseWriter, r *http.Request, t *Till) {
 		"uptime_s": s.uptime(),
 		"catalog":  t.Catalog().Products(),
 		"cart":     t.Cart(),
-		// Peripheral drivers report here as they are wired; none is yet.
-		"devices": map[string]string{},
-		"ledger":  ls,
+		"devices":  map[string]string{},
+		"ledger":   ls,
+	}
+	if s.periph != nil {
+		for k, v := range s.periph.StateExtras() {
+			body[k] = v
+		}
+		body["devices"] = s.periph.DeviceStates()
 	}
 	if tot, err := l.DayTotals(l.Today()); err == nil {
 		body["today"] = tot.Report()
