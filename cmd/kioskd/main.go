@@ -25,7 +25,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/microretail/kioskd/boards"
+	"github.com/microretail/kioskd/firmware/events"
 	"github.com/microretail/kioskd/firmware/ledger"
+	"github.com/microretail/kioskd/firmware/lighting"
+	"github.com/microretail/kioskd/firmware/sim"
 	"github.com/microretail/kioskd/firmware/till"
 )
 
@@ -44,6 +47,9 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "probe" {
+		return probe(args[1:], stdout, stderr)
+	}
 	cfg, err := loadConfig(args, stderr)
 	switch {
 	case errors.Is(err, errVersion):
@@ -118,10 +124,36 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("till listener: %w", err)
 	}
-	api := till.NewServer(till.ServerOptions{
-		Identity: till.Identity{KioskID: cfg.KioskID, Board: profile.Name, Version: Version, Currency: cfg.Shop.Currency},
-		Logger:   log,
-	})
+	// The peripherals come up beside the till, never in its way: each is
+	// opened and supervised in the background.
+	hub := events.NewHub(0, nil)
+	var world *sim.World
+	if profile.IsSim() {
+		if world, err = sim.New(profile, sim.Options{Seed: uint64(time.Now().UnixNano())}); err != nil {
+			return err
+		}
+	}
+	hw := openHardware(profile, world)
+	defer hw.Close()
+	periph, err := startPeripherals(profile, hw, cfg, hub, log)
+	if err != nil {
+		return err
+	}
+	defer periph.Close()
+	opts := till.ServerOptions{
+		Identity:    till.Identity{KioskID: cfg.KioskID, Board: profile.Name, Version: Version, Currency: cfg.Shop.Currency},
+		Logger:      log,
+		Events:      hub,
+		Peripherals: periph,
+	}
+	if world != nil {
+		opts.Sim = world.Handler()
+		worldCtx, stopWorld := context.WithCancel(context.Background())
+		worldDone := make(chan struct{})
+		go func() { defer close(worldDone); world.Run(worldCtx) }()
+		defer func() { stopWorld(); <-worldDone }()
+	}
+	api := till.NewServer(opts)
 	api.SetWaiting("opening the ledger")
 	httpSrv := &http.Server{
 		Handler:           api,
@@ -130,6 +162,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       60 * time.Second,
 	}
+	httpSrv.RegisterOnShutdown(hub.Close) // event streams never go idle by themselves
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- httpSrv.Serve(ln) }()
 	log.Info().Str("addr", ln.Addr().String()).Msg("till listening")
@@ -158,6 +191,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	}
 	t := till.New(till.Options{Ledger: l, Catalog: catalog, Logger: log})
 	api.SetTill(t)
+	_ = periph.lights.SetScene(cfg.Lights.Scene) // checked with the config
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyReady+"\nSTATUS=selling")
 	log.Info().Uint64("head", l.Head()).Uint64("outbox", l.OutboxLen()).Msg("till ready")
 
@@ -172,6 +206,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	log.Info().Msg("shutting down: no new sales")
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping+"\nSTATUS=shutting down")
 	t.Close()
+	_ = periph.lights.FadeTo(lighting.Off, 0)
 	herr := shutdownHTTP(httpSrv, httpDone, log)
 	<-wdDone
 	if err := l.Close(); err != nil {

@@ -47,6 +47,7 @@ type Hub struct {
 	ring  []Event
 	start int // index of the oldest event in ring once it is full
 	subs  map[*Sub]struct{}
+	shut  bool
 }
 
 // DefaultRing is how many recent events a hub keeps for replay.
@@ -144,8 +145,28 @@ func (h *Hub) Subscribe(after uint64, replay bool, buf int) *Sub {
 	for _, e := range backlog {
 		s.c <- e
 	}
+	if h.shut {
+		s.closed = true
+		close(s.c)
+		return s
+	}
 	h.subs[s] = struct{}{}
 	return s
+}
+
+// Close ends every listener's stream, so a server shutting down is not
+// held up by open event streams. Publishing still records events.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.shut = true
+	for s := range h.subs {
+		delete(h.subs, s)
+		if !s.closed {
+			s.closed = true
+			close(s.c)
+		}
+	}
 }
 
 // Unsubscribe stops deliveries to s and closes its channel.

@@ -115,3 +115,18 @@ func TestServeSSE(t *testing.T) {
 		t.Fatalf("after=x: %d", bad.StatusCode)
 	}
 }
+
+func TestCloseEndsStreams(t *testing.T) {
+	h := NewHub(0, nil)
+	s := h.Subscribe(0, false, 0)
+	h.Close()
+	if _, ok := <-s.C(); ok {
+		t.Fatal("a listener's stream stayed open after Close")
+	}
+	late := h.Subscribe(0, false, 0)
+	if _, ok := <-late.C(); ok {
+		t.Fatal("a listener after Close got an open stream")
+	}
+	h.Publish(CardTap, nil) // must not panic on closed streams
+	h.Unsubscribe(s)
+}
