@@ -8,7 +8,8 @@
 //
 // The real profiles follow the HATs a stall operator can buy: a Geekworm
 // X-series UPS (MAX17048-class fuel gauge at 0x36, power-loss detect on
-// GPIO6, high while mains is present), an INA219 current shunt on the
+// GPIO6: on the X120x for the Pi 5 high while mains is present, on the
+// X728 for the Pi 4 high once it is lost), an INA219 current shunt on the
 // battery rail (0x42 with A0 strapped high, as on Waveshare's UPS HAT; 0x43
 // on Waveshare's UPS HAT (C) for the Zero), a PN532 NFC board in I2C mode
 // (0x24), and a PCA9685 PWM board for the stall's LED lighting (0x40).
@@ -121,10 +122,14 @@ var (
 	nfc        = I2CDevice{Role: RoleNFC, Chip: ChipPN532, Bus: i2c1, Addr: 0x24}
 	pwm        = I2CDevice{Role: RoleLights, Chip: ChipPCA9685, Bus: i2c1, Addr: 0x40}
 	headerPins = []Line{
-		{Role: RoleMainsDetect, Name: "GPIO6", ActiveHigh: true}, // Geekworm X-series PLD: high = mains OK
+		{Role: RoleMainsDetect, Name: "GPIO6", ActiveHigh: true}, // Geekworm X120x PLD: high = mains OK
 		{Role: RoleNFCIRQ, Name: "GPIO17", ActiveHigh: false},    // PN532 P32/IRQ, low when a response is ready
 		{Role: RoleNFCReset, Name: "GPIO27", ActiveHigh: false},  // PN532 RSTPDN, low resets
 	}
+	// The X728 drives its PLD the other way: GPIO6 goes high when AC is
+	// lost (Geekworm's x728-v2.x-plsd.py), and with the PLD jumper off it
+	// stays low, which reads as "mains present".
+	x728Pins = append([]Line{{Role: RoleMainsDetect, Name: "GPIO6", ActiveHigh: false}}, headerPins[1:]...)
 	ttlPrinter = Serial{Device: "/dev/serial0", Baud: 19200, Flow: "none"} // CSN-A2-class TTL printers ship at 19200 8N1
 	hidScanner = "/dev/input/by-id/usb-*-event-kbd"
 )
@@ -135,7 +140,7 @@ var profiles = map[string]Profile{
 		Model:    "Raspberry Pi 4 Model B / 400 with a Geekworm X728 UPS, INA219 battery shunt, PN532 and PCA9685",
 		GPIOChip: "gpiochip0",
 		I2C:      []I2CDevice{upsGauge, shunt, nfc, pwm},
-		Lines:    headerPins,
+		Lines:    x728Pins,
 		Printer:  ttlPrinter, // PL011 on GPIO14/15 with dtoverlay=disable-bt
 		Scanner:  hidScanner,
 	},
