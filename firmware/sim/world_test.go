@@ -1,0 +1,169 @@
+package sim
+
+import (
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"periph.io/x/conn/v3/gpio"
+
+	"github.com/microretail/kioskd/boards"
+	"github.com/microretail/kioskd/drivers/ina219"
+	"github.com/microretail/kioskd/drivers/max17048"
+)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func newWorld(t *testing.T) (*World, *clock) {
+	t.Helper()
+	p, err := boards.Load(boards.Sim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := &clock{t: time.Unix(1_700_000_000, 0)}
+	w, err := New(p, Options{Clock: clk.now, Seed: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, clk
+}
+
+// TestBatteryModelThroughDrivers drains the modelled battery and reads it
+// back the way kioskd does: through the gauge and shunt drivers.
+func TestBatteryModelThroughDrivers(t *testing.T) {
+	w, clk := newWorld(t)
+	gaugeAddr, _ := w.Addr(boards.RoleFuelGauge)
+	shuntAddr, _ := w.Addr(boards.RoleBatteryShunt)
+	gauge, err := max17048.New(w.Bus, gaugeAddr, &max17048.DefaultOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shunt, err := ina219.New(w.Bus, shuntAddr, &ina219.DefaultOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	soc := 50.0
+	drain := 1.5
+	w.SetBattery(&soc, &drain, nil)
+	w.SetMains(false)
+	if l := w.Pin("GPIO6").Read(); l != gpio.Low {
+		t.Fatal("mains pulled but the detect line is still high")
+	}
+	clk.add(20 * time.Minute) // 1.5 %/min for 20 minutes: 2.7 A, inside the shunt's 3.2 A
+	w.Advance()
+
+	g, err := gauge.Sense()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := g.SOC.Percent(); math.Abs(got-20) > 0.01 {
+		t.Errorf("gauge SOC %.3f%%, want 20%%", got)
+	}
+	if got := g.Rate.PercentPerHour(); math.Abs(got+90) > 0.3 {
+		t.Errorf("gauge rate %.2f%%/h, want -90", got)
+	}
+	amps := -1.5 * 60 / 100 * CapacityAh
+	wantV := OCV(20) + amps*InternalOhms
+	if got := float64(g.Cell) / 1e9; math.Abs(got-wantV) > 0.001 {
+		t.Errorf("gauge cell %.4f V, want %.4f", got, wantV)
+	}
+	s, err := shunt.Sense()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := float64(s.Current) / 1e9; math.Abs(got-amps) > 0.01 {
+		t.Errorf("shunt current %.3f A, want %.3f", got, amps)
+	}
+	if got := float64(s.Bus) / 1e9; math.Abs(got-wantV) > 0.008 { // 4 mV LSB
+		t.Errorf("shunt bus %.4f V, want %.4f", got, wantV)
+	}
+
+	// Mains back: the cell charges and the current turns positive.
+	w.SetMains(true)
+	clk.add(5 * time.Minute)
+	w.Advance()
+	if st := w.State(); math.Abs(st.SOC-25) > 0.01 || st.Amps <= 0 {
+		t.Errorf("charging: %+v", st)
+	}
+	// Flat: no charge left to drain, no current.
+	zero := 0.0
+	w.SetBattery(&zero, nil, nil)
+	w.SetMains(false)
+	clk.add(time.Minute)
+	if st := w.State(); st.SOC != 0 || st.Amps != 0 {
+		t.Errorf("flat battery: %+v", st)
+	}
+	// No battery: the gauge, powered from the cell, stops answering.
+	absent := false
+	w.SetBattery(nil, nil, &absent)
+	if _, err := gauge.Sense(); err == nil {
+		t.Error("a gauge with no battery answered")
+	}
+}
+
+func TestSimEndpoints(t *testing.T) {
+	w, _ := newWorld(t)
+	srv := httptest.NewServer(w.Handler())
+	defer srv.Close()
+	for _, tc := range []struct {
+		path, body string
+		code       int
+		says       string
+	}{
+		{"/api/sim/mains", `{"on":false}`, 200, `"mains":false`},
+		{"/api/sim/mains", `{}`, 400, "is required: true or false"},
+		{"/api/sim/mains", `{"on":"yes"}`, 400, "malformed JSON"},
+		{"/api/sim/battery", `{"soc":40,"drain_pct_per_min":1.5}`, 200, `"soc":40`},
+		{"/api/sim/battery", `{"soc":140}`, 400, "not 0-100"},
+		{"/api/sim/battery", `{"volts":3.7}`, 400, "unknown field"},
+		{"/api/sim/tap", `{"uid":"04a22b91"}`, 200, `"uid":"04a22b91"`},
+		{"/api/sim/tap", `{"uid":"04a22b"}`, 400, "not 4, 7 or 10 bytes"},
+		{"/api/sim/tap", `{"uid":"zz"}`, 400, "not 4, 7 or 10 bytes"},
+		{"/api/sim/fault", `{"device":"nfc","fault":"nack","count":3}`, 200, `"count":3`},
+		{"/api/sim/fault", `{"device":"nfc","fault":"melt"}`, 400, "unknown fault"},
+		{"/api/sim/fault", `{"device":"printer","fault":"nack"}`, 400, "no I2C device"},
+		{"/api/sim/fault", `{"device":"lights","fault":"reset"}`, 200, `"reset":true`},
+		{"/api/sim/nope", `{}`, 404, "no sim endpoint"},
+	} {
+		resp, err := http.Post(srv.URL+tc.path, "application/json", strings.NewReader(tc.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sb strings.Builder
+		_, _ = io_copy(&sb, resp)
+		if resp.StatusCode != tc.code || !strings.Contains(sb.String(), tc.says) {
+			t.Errorf("POST %s %s: %d %s, want %d saying %q", tc.path, tc.body, resp.StatusCode, sb.String(), tc.code, tc.says)
+		}
+	}
+	if f := w.Bus.Fault(0x24); f.String() != "nack" {
+		t.Errorf("nfc fault %v after injection", f)
+	}
+}
+
+func io_copy(sb *strings.Builder, resp *http.Response) (int64, error) {
+	defer resp.Body.Close()
+	buf := make([]byte, 4096)
+	var n int64
+	for {
+		k, err := resp.Body.Read(buf)
+		sb.Write(buf[:k])
+		n += int64(k)
+		if err != nil {
+			return n, nil
+		}
+	}
+}
