@@ -5,10 +5,11 @@ DATA    ?= ./.kioskd
 HTTP    ?= 127.0.0.1:8080
 LDFLAGS := -X main.Version=$(VERSION)
 # Packages with concurrent code, tested again under the race detector.
-RACE_PKGS := ./firmware/... ./cmd/...
+RACE_PKGS := ./drivers/... ./firmware/... ./cmd/...
 
 # Packages whose tests also run on the boards' CPUs under qemu-user.
-ARM_TEST_PKGS := boards drivers/barcode firmware/ledger firmware/till
+ARM_TEST_PKGS := boards drivers/barcode drivers/emu drivers/ina219 drivers/max17048 drivers/mains \
+	drivers/pca9685 drivers/pn532 firmware/cards firmware/lighting firmware/sim firmware/ledger firmware/till
 
 .PHONY: all build run test test-arm bench cross lint clean
 

@@ -129,7 +129,7 @@ var (
 	// The X728 drives its PLD the other way: GPIO6 goes high when AC is
 	// lost (Geekworm's x728-v2.x-plsd.py), and with the PLD jumper off it
 	// stays low, which reads as "mains present".
-	x728Pins = append([]Line{{Role: RoleMainsDetect, Name: "GPIO6", ActiveHigh: false}}, headerPins[1:]...)
+	x728Pins   = append([]Line{{Role: RoleMainsDetect, Name: "GPIO6", ActiveHigh: false}}, headerPins[1:]...)
 	ttlPrinter = Serial{Device: "/dev/serial0", Baud: 19200, Flow: "none"} // CSN-A2-class TTL printers ship at 19200 8N1
 	hidScanner = "/dev/input/by-id/usb-*-event-kbd"
 )

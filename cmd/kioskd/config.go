@@ -12,6 +12,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/microretail/kioskd/firmware/lighting"
 	"github.com/microretail/kioskd/firmware/till"
 )
 
@@ -28,6 +29,24 @@ type Config struct {
 	Log     LogConfig      `toml:"log"`
 	Shop    ShopConfig     `toml:"shop"`
 	Catalog []till.Product `toml:"catalog"`
+	Lights  LightsConfig   `toml:"lights"`
+}
+
+// LightsConfig is the [lights] table.
+type LightsConfig struct {
+	// Scene is shown once the till is ready to sell; off before and at
+	// shutdown.
+	Scene string `toml:"scene"`
+	// Fade is how long a change of scene takes, e.g. "800ms"; "0s" cuts.
+	Fade string `toml:"fade"`
+	// Scenes are the levels per channel, in percent of perceived
+	// brightness. The file's scenes replace the defaults of the same name.
+	Scenes map[string][]int `toml:"scenes"`
+}
+
+func (l LightsConfig) fade() time.Duration {
+	d, _ := time.ParseDuration(l.Fade) // checked with the config
+	return d
 }
 
 // LogConfig is the [log] table.
@@ -52,10 +71,11 @@ const DefaultConfigPath = "/etc/kioskd/kioskd.toml"
 
 func defaultConfig() Config {
 	return Config{
-		Data: "/var/lib/kioskd",
-		HTTP: "127.0.0.1:8080",
-		Log:  LogConfig{Level: "info", Format: "auto"},
-		Shop: ShopConfig{Name: "kioskd stall", Currency: "PKR", Timezone: "Asia/Karachi", DayStarts: "04:00"},
+		Data:   "/var/lib/kioskd",
+		HTTP:   "127.0.0.1:8080",
+		Log:    LogConfig{Level: "info", Format: "auto"},
+		Shop:   ShopConfig{Name: "kioskd stall", Currency: "PKR", Timezone: "Asia/Karachi", DayStarts: "04:00"},
+		Lights: LightsConfig{Scene: lighting.Open, Fade: "800ms", Scenes: lighting.DefaultScenes()},
 	}
 }
 
@@ -192,6 +212,14 @@ func (c *Config) check() error {
 	}
 	if _, err := c.dayStart(); err != nil {
 		errs = append(errs, err)
+	}
+	if d, err := time.ParseDuration(c.Lights.Fade); err != nil || d < 0 || d > time.Minute {
+		errs = append(errs, fmt.Errorf("lights.fade %q: want a duration from 0s to 1m", c.Lights.Fade))
+	}
+	if err := lighting.CheckScenes(c.Lights.Scenes); err != nil {
+		errs = append(errs, err)
+	} else if _, ok := c.Lights.Scenes[c.Lights.Scene]; !ok {
+		errs = append(errs, fmt.Errorf("lights.scene %q is not a scene", c.Lights.Scene))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("config: %w", err)

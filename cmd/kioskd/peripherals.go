@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+	"periph.io/x/conn/v3/i2c"
+
+	"github.com/microretail/kioskd/boards"
+	"github.com/microretail/kioskd/drivers/ina219"
+	"github.com/microretail/kioskd/drivers/mains"
+	"github.com/microretail/kioskd/drivers/max17048"
+	"github.com/microretail/kioskd/drivers/pca9685"
+	"github.com/microretail/kioskd/drivers/pn532"
+	"github.com/microretail/kioskd/firmware/cards"
+	"github.com/microretail/kioskd/firmware/devices"
+	"github.com/microretail/kioskd/firmware/events"
+	"github.com/microretail/kioskd/firmware/lighting"
+	"github.com/microretail/kioskd/firmware/power"
+)
+
+// How often each kind of device is worked.
+const (
+	shuntEvery = time.Second            // battery current changes with every print
+	gaugeEvery = 2 * time.Second        // ModelGauge updates SOC slowly
+	nfcEvery   = 150 * time.Millisecond // a card held to the reader is seen within a blink
+)
+
+// peripherals are the kiosk's devices, wired from a board profile and
+// supervised. It implements till.Peripherals.
+type peripherals struct {
+	sup     *devices.Supervisor
+	sensors *power.Sensors
+	lights  *lighting.Lights
+	cards   *cards.Reader
+}
+
+// startPeripherals opens every device the profile wires, each under
+// supervision. Nothing here waits for a device: the till comes up with
+// whatever answers, and the rest follow as they do.
+func startPeripherals(p boards.Profile, hw hardware, cfg Config, hub *events.Hub, log zerolog.Logger) (*peripherals, error) {
+	lights, err := lighting.New(lighting.Options{
+		Scenes: cfg.Lights.Scenes, Fade: cfg.Lights.fade(), Start: lighting.Off, Logger: log, Events: hub,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ps := &peripherals{
+		sup:     devices.New(devices.Options{Logger: log, Events: hub}),
+		sensors: power.NewSensors(power.Options{Logger: log, Events: hub}),
+		lights:  lights,
+		cards:   cards.NewReader(cards.Options{Logger: log, Events: hub}),
+	}
+	line := func(role string) (boards.Line, bool) { return p.LineFor(role) }
+
+	for _, d := range p.I2C {
+		d := d
+		bus := func() (busAddr, error) {
+			b, err := hw.I2C(d.Bus)
+			return busAddr{b, d.Addr}, err
+		}
+		spec := devices.Spec{Name: d.Role, Chip: d.Chip}
+		switch d.Chip {
+		case boards.ChipMAX17048:
+			spec.Every = gaugeEvery
+			spec.Device = ps.sensors.GaugeDevice(func(context.Context) (*max17048.Dev, error) {
+				ba, err := bus()
+				if err != nil {
+					return nil, err
+				}
+				return max17048.New(ba.bus, ba.addr, &max17048.DefaultOpts)
+			})
+		case boards.ChipINA219:
+			spec.Every = shuntEvery
+			spec.Device = ps.sensors.ShuntDevice(func(context.Context) (*ina219.Dev, error) {
+				ba, err := bus()
+				if err != nil {
+					return nil, err
+				}
+				return ina219.New(ba.bus, ba.addr, &ina219.DefaultOpts)
+			})
+		case boards.ChipPN532:
+			spec.Every = nfcEvery
+			spec.Device = ps.cards.Device(func(context.Context) (*pn532.Dev, error) {
+				ba, err := bus()
+				if err != nil {
+					return nil, err
+				}
+				opts := pn532.DefaultOpts
+				if l, ok := line(boards.RoleNFCIRQ); ok {
+					if pin, err := hw.Line(l.Name); err == nil {
+						opts.IRQ = pin
+					}
+				}
+				if l, ok := line(boards.RoleNFCReset); ok {
+					if pin, err := hw.Line(l.Name); err == nil {
+						opts.Reset = pin
+					}
+				}
+				return pn532.New(ba.bus, ba.addr, &opts)
+			})
+		case boards.ChipPCA9685:
+			spec.Every = 0 // the lights pace their own frames
+			spec.Device = lights.Device(func(context.Context) (lighting.Output, error) {
+				ba, err := bus()
+				if err != nil {
+					return nil, err
+				}
+				dev, err := pca9685.New(ba.bus, ba.addr, &pca9685.DefaultOpts)
+				if err != nil {
+					return nil, err
+				}
+				return lighting.PWMBoard{Dev: dev}, nil
+			})
+		default:
+			return nil, fmt.Errorf("no driver for chip %q (%s)", d.Chip, d.Role)
+		}
+		ps.sup.Start(spec)
+	}
+
+	if l, ok := line(boards.RoleMainsDetect); ok {
+		ps.sup.Start(devices.Spec{Name: l.Role, Chip: "mains", Device: ps.sensors.MainsDevice(func(context.Context) (*mains.Dev, error) {
+			pin, err := hw.Line(l.Name)
+			if err != nil {
+				return nil, err
+			}
+			opts := mains.DefaultOpts
+			opts.ActiveHigh = l.ActiveHigh
+			return mains.New(pin, &opts)
+		})})
+	}
+	if l, ok := line(boards.RoleLights); ok {
+		ps.sup.Start(devices.Spec{Name: l.Role, Chip: "gpio", Device: lights.Device(func(context.Context) (lighting.Output, error) {
+			pin, err := hw.Line(l.Name)
+			if err != nil {
+				return nil, err
+			}
+			return &lighting.Strip{Pin: pin, ActiveHigh: l.ActiveHigh}, nil
+		})})
+	}
+	return ps, nil
+}
+
+type busAddr struct {
+	bus  i2c.Bus
+	addr uint16
+}
+
+// DeviceStates implements till.Peripherals.
+func (ps *peripherals) DeviceStates() map[string]string { return ps.sup.States() }
+
+// StateExtras implements till.Peripherals.
+func (ps *peripherals) StateExtras() map[string]any {
+	m := map[string]any{
+		"power":         ps.sensors.Status(),
+		"device_health": ps.sup.Health(),
+		"lights":        map[string]any{"scene": ps.lights.Scene(), "levels": ps.lights.Shown(), "scenes": ps.lights.Scenes()},
+	}
+	if t, ok := ps.cards.Last(); ok {
+		m["last_tap"] = t
+	}
+	return m
+}
+
+// Close stops every device.
+func (ps *peripherals) Close() { ps.sup.Close() }

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/microretail/kioskd/firmware/sim"
+)
+
+// TestSimBoardEndToEnd runs the real binary on the sim board and changes
+// only the physical world through /api/sim. Everything it then checks
+// travelled from the emulated chips through the drivers, the supervision
+// and the till's API.
+func TestSimBoardEndToEnd(t *testing.T) {
+	p := startKioskd(t, t.TempDir(), freeAddr(t))
+	defer stopKioskd(t, p)
+	p.waitReady(t)
+	evs := p.events(t)
+
+	// Every device of the sim board comes up.
+	p.waitState(t, "every device ok", func(st state) bool {
+		for _, d := range []string{"fuel_gauge", "battery_shunt", "nfc", "lights", "mains_detect"} {
+			if st.Devices[d] != "ok" {
+				return false
+			}
+		}
+		return true
+	})
+
+	// 1. Mains off, battery at 40%.
+	p.mustPost(t, "/api/sim/mains", `{"on":false}`)
+	p.mustPost(t, "/api/sim/battery", `{"soc":40,"drain_pct_per_min":1}`)
+	evs.wait(t, "mains_lost", nil)
+
+	// 2. The readings came through the drivers: the gauge's SOC register
+	// in 1/256 %, its VCELL at 78.125 µV, the shunt's current from its
+	// calibration, a runtime from CRATE.
+	var st state
+	p.waitState(t, "battery readings", func(s state) bool {
+		st = s
+		b := s.Power.Battery
+		return s.Power.Mains != nil && !*s.Power.Mains && b.SOC != nil && math.Abs(*b.SOC-40) < 0.5 && b.Amps != nil && *b.Amps < 0
+	})
+	b := st.Power.Battery
+	wantAmps := -1.0 * 60 / 100 * sim.CapacityAh // 1 %/min of 3 Ah
+	if math.Abs(*b.Amps-wantAmps) > 0.05 {
+		t.Errorf("amps %v, want about %v", *b.Amps, wantAmps)
+	}
+	wantVolts := sim.OCV(40) + wantAmps*sim.InternalOhms
+	if b.Volts == nil || math.Abs(*b.Volts-wantVolts) > 0.02 {
+		t.Errorf("volts %v, want about %.3f", b.Volts, wantVolts)
+	}
+	if b.RuntimeS == nil || math.Abs(float64(*b.RuntimeS)-40*60) > 120 {
+		t.Errorf("runtime %v s, want about 2400 (40%% at 1%%/min)", b.RuntimeS)
+	}
+	if st.Power.Mode != "battery" {
+		t.Errorf("mode %q", st.Power.Mode)
+	}
+
+	// 3. A card tap reaches the event stream with its UID.
+	p.mustPost(t, "/api/sim/tap", `{"uid":"04A22B91C53E80"}`)
+	evs.wait(t, "card_tap", func(data map[string]any) bool { return data["uid"] == "04a22b91c53e80" })
+
+	// 4. The card reader stops answering: offline; cleared: ok again.
+	p.mustPost(t, "/api/sim/fault", `{"device":"nfc","fault":"nack"}`)
+	evs.wait(t, "device_offline", func(data map[string]any) bool { return data["name"] == "nfc" })
+	p.waitState(t, "nfc offline", func(s state) bool { return s.Devices["nfc"] == "offline" })
+	if code, _, _ := p.post("/api/cart/scan", `{"code":"8964000100011"}`); code != 200 {
+		t.Errorf("the till stopped selling with the card reader offline: %d", code)
+	}
+	p.mustPost(t, "/api/sim/fault", `{"device":"nfc","fault":"none"}`)
+	evs.wait(t, "device_ok", func(data map[string]any) bool { return data["name"] == "nfc" })
+	p.mustPost(t, "/api/sim/tap", `{"uid":"04a22b91"}`)
+	evs.wait(t, "card_tap", func(data map[string]any) bool { return data["uid"] == "04a22b91" })
+
+	// A brownout resets the shunt: the driver recalibrates and the
+	// current reads right again.
+	p.mustPost(t, "/api/sim/fault", `{"device":"battery_shunt","fault":"reset"}`)
+	time.Sleep(2500 * time.Millisecond)
+	p.waitState(t, "current after the shunt's reset", func(s state) bool {
+		a := s.Power.Battery.Amps
+		return a != nil && math.Abs(*a-wantAmps) < 0.05
+	})
+
+	// The lights are in the open scene, and the PWM chip's outputs say so.
+	p.waitState(t, "open scene", func(s state) bool { return s.Lights.Scene == "open" })
+	code, world, err := p.get("/api/sim/world")
+	if err != nil || code != 200 {
+		t.Fatalf("sim world: %d %v", code, err)
+	}
+	lights, _ := world["lights"].([]any)
+	if len(lights) < 3 || lights[0] != 1.0 || lights[2] != 1.0 || lights[3] != 0.0 {
+		t.Errorf("PWM outputs %v, want channels 0-2 full on and 3 off", lights)
+	}
+}
+
+type state struct {
+	Devices map[string]string `json:"devices"`
+	Power   struct {
+		Mains   *bool  `json:"mains"`
+		Mode    string `json:"mode"`
+		Battery struct {
+			Volts    *float64 `json:"volts"`
+			Amps     *float64 `json:"amps"`
+			SOC      *float64 `json:"soc"`
+			RuntimeS *int64   `json:"runtime_s"`
+		} `json:"battery"`
+	} `json:"power"`
+	Lights struct {
+		Scene string `json:"scene"`
+	} `json:"lights"`
+}
+
+func (p *proc) get(path string) (int, map[string]any, error) {
+	resp, err := client.Get("http://" + p.addr + path)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	err = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out, err
+}
+
+func (p *proc) mustPost(t *testing.T, path, body string) {
+	t.Helper()
+	code, out, err := p.post(path, body)
+	if err != nil || code != 200 {
+		t.Fatalf("POST %s %s: %d %v %v", path, body, code, out, err)
+	}
+}
+
+// waitState polls /api/state until cond holds.
+func (p *proc) waitState(t *testing.T, what string, cond func(state) bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		resp, err := client.Get("http://" + p.addr + "/api/state")
+		if err == nil {
+			var st state
+			var raw json.RawMessage
+			_ = json.NewDecoder(resp.Body).Decode(&raw)
+			resp.Body.Close()
+			last = string(raw)
+			if json.Unmarshal(raw, &st) == nil && cond(st) {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s; last state %s", what, last)
+}
+
+type eventStream struct {
+	c chan map[string]any
+}
+
+// events follows /api/events for the rest of the test.
+func (p *proc) events(t *testing.T) *eventStream {
+	t.Helper()
+	resp, err := http.Get("http://" + p.addr + "/api/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	es := &eventStream{c: make(chan map[string]any, 1024)}
+	go func() {
+		defer close(es.c)
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			line := sc.Text()
+			if data, ok := strings.CutPrefix(line, "data: "); ok {
+				var e map[string]any
+				if json.Unmarshal([]byte(data), &e) == nil {
+					es.c <- e
+				}
+			}
+		}
+	}()
+	return es
+}
+
+// wait returns once an event of type typ whose data satisfies cond (nil:
+// any) arrives.
+func (es *eventStream) wait(t *testing.T, typ string, cond func(map[string]any) bool) {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	var seen []string
+	for {
+		select {
+		case e, ok := <-es.c:
+			if !ok {
+				t.Fatalf("event stream ended waiting for %s; saw %v", typ, seen)
+			}
+			seen = append(seen, fmt.Sprint(e["type"]))
+			if e["type"] != typ {
+				continue
+			}
+			data, _ := e["data"].(map[string]any)
+			if cond == nil || cond(data) {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("no %s event in time; saw %v", typ, seen)
+		}
+	}
+}
