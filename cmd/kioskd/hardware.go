@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"sync"
 
 	"periph.io/x/conn/v3/gpio"
@@ -67,9 +68,12 @@ func (h *hostHardware) I2C(name string) (i2c.Bus, error) {
 	if b, ok := h.buses[name]; ok {
 		return b, nil
 	}
+	if _, err := os.Stat(name); err != nil {
+		return nil, fmt.Errorf("i2c bus %s: %w (enable it with dtparam=i2c_arm=on in config.txt)", name, err)
+	}
 	b, err := i2creg.Open(name)
 	if err != nil {
-		return nil, fmt.Errorf("i2c bus %s: %w (is i2c enabled: dtparam=i2c_arm=on?)", name, err)
+		return nil, fmt.Errorf("i2c bus %s: %w", name, err)
 	}
 	h.buses[name] = b
 	return b, nil
@@ -81,7 +85,7 @@ func (h *hostHardware) Line(name string) (gpio.PinIO, error) {
 	}
 	p := gpioreg.ByName(name)
 	if p == nil {
-		return nil, fmt.Errorf("gpio line %s not found", name)
+		return nil, fmt.Errorf("gpio line %s: no GPIO chip offers it (is this the right board?)", name)
 	}
 	return p, nil
 }
