@@ -484,3 +484,44 @@ func TestConcurrentUse(t *testing.T) {
 		}
 	}
 }
+
+// TestChatteringIRQTimesOut: an IRQ line that keeps bouncing while the
+// chip has nothing to say (a loose wire, interference from the printer's
+// motor) wakes the driver again and again; the command must still time
+// out on schedule, or the reader's goroutine, and a shutdown, hang.
+func TestChatteringIRQTimesOut(t *testing.T) {
+	bus := emu.NewBus("i2c-1", 1)
+	e := NewEmulator()
+	irq := emu.NewPin("GPIO25", 25, gpio.High)
+	e.SetIRQ(irq)
+	bus.Attach(Addr, e)
+	d, err := New(bus, Addr, &Opts{IRQ: irq, Timeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// After a reset the chip waits for a card for ever: it never answers.
+	bus.Reset(Addr)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				irq.Drive(gpio.Low)
+				irq.Drive(gpio.High)
+			}
+		}
+	}()
+	done := make(chan error, 1)
+	go func() { _, err := d.Poll(context.Background()); done <- err }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrTimeout) {
+			t.Fatalf("Poll = %v, want ErrTimeout", err)
+		}
+	case <-time.After(10 * time.Second): // 100× the timeout: only a hang gets here
+		t.Fatal("Poll on a chattering IRQ line never timed out")
+	}
+}

@@ -433,8 +433,13 @@ func (d *Dev) pause(ctx context.Context, budget *time.Duration) error {
 		return err
 	}
 	if d.irq == irqEdges {
+		// Charge the time actually spent: a chattering IRQ line wakes
+		// this early again and again, and must not stretch the timeout.
 		step := min(*budget, irqSlice)
-		if !d.opts.IRQ.WaitForEdge(step) {
+		start := time.Now()
+		if d.opts.IRQ.WaitForEdge(step) {
+			*budget -= time.Since(start)
+		} else {
 			*budget -= step
 		}
 		return nil
