@@ -107,6 +107,14 @@ func (r *Reader) Device(open func(context.Context) (*pn532.Dev, error)) *devices
 			case errors.Is(err, pn532.ErrNoCard):
 				r.Seen(nil)
 				return nil
+			case errors.Is(err, pn532.ErrTimeout), errors.Is(err, pn532.ErrTargetLost):
+				// A brownout put the chip back to waiting for a card for
+				// ever, or forgot the card it had selected: set it up
+				// again now rather than after three failed polls.
+				if ierr := d.Init(); ierr != nil {
+					return errors.Join(err, ierr)
+				}
+				return err
 			case err != nil:
 				return err
 			}
@@ -115,6 +123,8 @@ func (r *Reader) Device(open func(context.Context) (*pn532.Dev, error)) *devices
 			// next poll finds it again while it stays in the field.
 			return d.Release(t.Tg)
 		},
-		Forget: func() { r.mu.Lock(); r.inNow, r.empty = nil, 0; r.mu.Unlock() },
+		// The card in the field is kept when the reader closes: a reader
+		// that blips offline and back must not tap a card still resting on
+		// it a second time. Only empty polls take the card away.
 	}
 }

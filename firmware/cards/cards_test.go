@@ -2,6 +2,7 @@ package cards
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 
 	"github.com/microretail/kioskd/drivers/emu"
 	"github.com/microretail/kioskd/drivers/pn532"
+	"github.com/microretail/kioskd/firmware/devices"
 	"github.com/microretail/kioskd/firmware/events"
 )
 
@@ -87,5 +89,78 @@ func TestReaderOnEmulator(t *testing.T) {
 	bus.Inject(pn532.Addr, emu.FaultNACK, -1)
 	if err := dev.Step(ctx); err == nil {
 		t.Fatal("a NACKing reader stepped without error")
+	}
+}
+
+// TestRestingCardAfterReaderBlip: a card left on the reader while the
+// reader drops off the bus and comes back is not tapped again: a second
+// tap would pay or top up twice.
+func TestRestingCardAfterReaderBlip(t *testing.T) {
+	bus := emu.NewBus("test", 1)
+	chip := pn532.NewEmulator()
+	bus.Attach(pn532.Addr, chip)
+	hub := events.NewHub(0, nil)
+	r := NewReader(Options{Logger: zerolog.Nop(), Events: hub})
+	sup := devices.New(devices.Options{Logger: zerolog.Nop(), MinBackoff: 10 * time.Millisecond})
+	defer sup.Close()
+	sup.Start(devices.Spec{Name: "nfc", Device: r.Device(func(context.Context) (*pn532.Dev, error) {
+		return pn532.New(bus, pn532.Addr, &pn532.DefaultOpts)
+	}), Every: 5 * time.Millisecond})
+	chip.Place(pn532.NTAG213([]byte{0x04, 0xa2, 0x2b, 0x91, 0xc5, 0x3e, 0x80}))
+	waitTaps(t, hub, 1)
+	opens := func() int { h, _ := sup.Get("nfc"); return h.Opens }
+	before := opens()
+	bus.Inject(pn532.Addr, emu.FaultNACK, 3) // three failed polls: offline, then reopened
+	deadline := time.Now().Add(5 * time.Second)
+	for opens() == before {
+		if time.Now().After(deadline) {
+			t.Fatal("the reader was not reopened after the blip")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // several polls with the card still there
+	if n := len(hub.Recent(0)); n != 1 {
+		t.Fatalf("%d taps for one card resting on the reader, want 1", n)
+	}
+	chip.Remove()
+	time.Sleep(50 * time.Millisecond)
+	chip.Place(pn532.NTAG213([]byte{0x04, 0xa2, 0x2b, 0x91, 0xc5, 0x3e, 0x80}))
+	waitTaps(t, hub, 2) // lifted and tapped again: a new tap
+}
+
+// TestReaderRecoversFromBrownout: after a chip reset the next poll fails
+// once, sets the chip up again, and polls on.
+func TestReaderRecoversFromBrownout(t *testing.T) {
+	bus := emu.NewBus("test", 1)
+	chip := pn532.NewEmulator()
+	bus.Attach(pn532.Addr, chip)
+	r := NewReader(Options{Logger: zerolog.Nop()})
+	opts := pn532.DefaultOpts
+	opts.Timeout = 50 * time.Millisecond
+	dev := r.Device(func(context.Context) (*pn532.Dev, error) { return pn532.New(bus, pn532.Addr, &opts) })
+	ctx := context.Background()
+	if err := dev.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	bus.Reset(pn532.Addr)
+	if err := dev.Step(ctx); !errors.Is(err, pn532.ErrTimeout) {
+		t.Fatalf("first poll after the reset: %v, want a timeout", err)
+	}
+	for i := 0; i < 3; i++ {
+		if err := dev.Step(ctx); err != nil {
+			t.Fatalf("poll %d after re-initialising: %v", i, err)
+		}
+	}
+}
+
+func waitTaps(t *testing.T, hub *events.Hub, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(hub.Recent(0)) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d taps, want %d", len(hub.Recent(0)), n)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
