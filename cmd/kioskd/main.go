@@ -207,7 +207,11 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping+"\nSTATUS=shutting down")
 	t.Close()
 	_ = periph.lights.FadeTo(lighting.Off, 0)
+	// The devices stop beside the HTTP drain, each within its own budget.
+	devDone := make(chan struct{})
+	go func() { defer close(devDone); periph.Close() }()
 	herr := shutdownHTTP(httpSrv, httpDone, log)
+	<-devDone
 	<-wdDone
 	if err := l.Close(); err != nil {
 		log.Error().Err(err).Msg("closing the ledger")

@@ -164,5 +164,12 @@ func (ps *peripherals) StateExtras() map[string]any {
 	return m
 }
 
-// Close stops every device.
-func (ps *peripherals) Close() { ps.sup.Close() }
+// devicesBudget bounds how long stopping the devices may take at shutdown.
+const devicesBudget = 2 * time.Second
+
+// Close stops every device, within devicesBudget. It may be called twice.
+func (ps *peripherals) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), devicesBudget)
+	defer cancel()
+	ps.sup.Close(ctx)
+}

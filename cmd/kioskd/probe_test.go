@@ -27,39 +27,43 @@ func TestProbeFixturesReplay(t *testing.T) {
 		t.Fatal("no fixtures in testdata/probe: record them with kioskd probe --board sim --record testdata/probe")
 	}
 	for _, path := range paths {
-		t.Run(filepath.Base(path), func(t *testing.T) {
-			b, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var f fixture
-			if err := json.Unmarshal(b, &f); err != nil {
-				t.Fatal(err)
-			}
-			pb := &i2ctest.Playback{DontPanic: true}
-			for i, op := range f.Ops {
-				w, err1 := hex.DecodeString(op.W)
-				r, err2 := hex.DecodeString(op.R)
-				if err1 != nil || err2 != nil {
-					t.Fatalf("op %d: bad hex", i)
-				}
-				if len(w) == 0 {
-					w = nil
-				}
-				pb.Ops = append(pb.Ops, i2ctest.IO{Addr: op.Addr, W: w, R: r})
-			}
-			got, err := probeChip(context.Background(), f.Chip, pb, f.Addr)
-			gotErr := ""
-			if err != nil {
-				gotErr = err.Error()
-			}
-			if got != f.Result || gotErr != f.Error {
-				t.Fatalf("replay read %q (error %q), recorded %q (error %q)", got, gotErr, f.Result, f.Error)
-			}
-			if err := pb.Close(); err != nil {
-				t.Fatal(err)
-			}
-		})
+		t.Run(filepath.Base(path), func(t *testing.T) { replayFixture(t, path) })
+	}
+}
+
+// replayFixture runs the probe against a fixture's recorded bus traffic.
+func replayFixture(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f fixture
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	pb := &i2ctest.Playback{DontPanic: true}
+	for i, op := range f.Ops {
+		w, err1 := hex.DecodeString(op.W)
+		r, err2 := hex.DecodeString(op.R)
+		if err1 != nil || err2 != nil {
+			t.Fatalf("op %d: bad hex", i)
+		}
+		if len(w) == 0 {
+			w = nil
+		}
+		pb.Ops = append(pb.Ops, i2ctest.IO{Addr: op.Addr, W: w, R: r})
+	}
+	got, err := probeChip(context.Background(), f.Chip, pb, f.Addr)
+	gotErr := ""
+	if err != nil {
+		gotErr = err.Error()
+	}
+	if got != f.Result || gotErr != f.Error {
+		t.Fatalf("replay read %q (error %q), recorded %q (error %q)", got, gotErr, f.Result, f.Error)
+	}
+	if err := pb.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -82,5 +86,8 @@ func TestProbeSim(t *testing.T) {
 	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
 	if len(files) != 4 {
 		t.Fatalf("recorded %d fixtures, want one per I2C device (4)", len(files))
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) { replayFixture(t, f) })
 	}
 }

@@ -102,7 +102,7 @@ func TestRestingCardAfterReaderBlip(t *testing.T) {
 	hub := events.NewHub(0, nil)
 	r := NewReader(Options{Logger: zerolog.Nop(), Events: hub})
 	sup := devices.New(devices.Options{Logger: zerolog.Nop(), MinBackoff: 10 * time.Millisecond})
-	defer sup.Close()
+	defer sup.Close(context.Background())
 	sup.Start(devices.Spec{Name: "nfc", Device: r.Device(func(context.Context) (*pn532.Dev, error) {
 		return pn532.New(bus, pn532.Addr, &pn532.DefaultOpts)
 	}), Every: 5 * time.Millisecond})

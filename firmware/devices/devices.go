@@ -11,6 +11,7 @@ package devices
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sort"
 	"sync"
@@ -141,10 +142,20 @@ func (s *Supervisor) Start(spec Spec) {
 	}()
 }
 
-// Close stops every device and waits for their goroutines.
-func (s *Supervisor) Close() {
+// Close stops every device and waits for their goroutines, at most until
+// ctx ends: a driver stuck in a bus transfer must not hold up a shutdown.
+// It reports whether every device stopped.
+func (s *Supervisor) Close(ctx context.Context) bool {
 	s.cancel()
-	s.wg.Wait()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		s.log.Error().Msg("devices did not stop in time; leaving them")
+		return false
+	}
 }
 
 // States maps each device to its state, as /api/state shows it.
@@ -185,12 +196,12 @@ func (s *Supervisor) run(spec Spec) {
 	ctx := s.ctx
 	backoff := s.opts.MinBackoff
 	for ctx.Err() == nil {
-		err := spec.Device.Open(ctx)
+		err := guard(func() error { return spec.Device.Open(ctx) })
 		if err == nil {
 			s.set(spec, OK, nil, time.Time{}, true)
 			var worked bool
 			worked, err = s.work(ctx, spec)
-			_ = spec.Device.Close()
+			_ = guard(spec.Device.Close)
 			if worked {
 				backoff = s.opts.MinBackoff
 			}
@@ -208,7 +219,18 @@ func (s *Supervisor) run(spec Spec) {
 		}
 		backoff = min(backoff*2, s.opts.MaxBackoff)
 	}
-	_ = spec.Device.Close()
+	_ = guard(spec.Device.Close)
+}
+
+// guard runs f, turning a panic in a driver into an error: one chip's bad
+// reply must cost that device, not the till.
+func guard(f func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("devices: driver panicked: %v", p)
+		}
+	}()
+	return f()
 }
 
 // work steps an open device until it fails Spec.Failures times in a row or
@@ -216,7 +238,7 @@ func (s *Supervisor) run(spec Spec) {
 func (s *Supervisor) work(ctx context.Context, spec Spec) (worked bool, err error) {
 	fails := 0
 	for {
-		err = spec.Device.Step(ctx)
+		err = guard(func() error { return spec.Device.Step(ctx) })
 		if ctx.Err() != nil {
 			return worked, ctx.Err()
 		}

@@ -3,6 +3,7 @@ package devices
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -81,7 +82,7 @@ func TestSupervisionLifecycle(t *testing.T) {
 			return ctx.Err() == nil
 		},
 	})
-	defer s.Close()
+	defer s.Close(context.Background())
 	absent := errors.New("no answer at 0x24")
 	d := &flaky{openErr: absent}
 	s.Start(Spec{Name: "nfc", Chip: "pn532", Device: d, Every: time.Millisecond})
@@ -98,7 +99,7 @@ func TestSupervisionLifecycle(t *testing.T) {
 	}
 	mu.Lock()
 	for i := 1; i < len(waits); i++ {
-		lo := min(time.Second<<i, 8*time.Second)
+		lo := min(time.Second<<min(i, 3), 8*time.Second)
 		if waits[i] < lo || waits[i] > lo+lo/5 {
 			t.Errorf("backoff %d = %s, want %s plus at most a fifth", i, waits[i], lo)
 		}
@@ -143,10 +144,52 @@ func TestCloseStopsEveryDevice(t *testing.T) {
 	s.Start(Spec{Name: "a", Device: d1, Every: time.Millisecond})
 	s.Start(Spec{Name: "b", Device: d2})
 	waitFor(t, "a ok", func() bool { return s.States()["a"] == "ok" })
-	s.Close()
+	s.Close(context.Background())
 	d1.mu.Lock()
 	defer d1.mu.Unlock()
 	if d1.closes == 0 {
 		t.Fatal("Close did not close a running device")
+	}
+}
+
+// panicky is a driver that panics on a bad reply.
+type panicky struct{ flaky }
+
+func (p *panicky) Step(context.Context) error { panic("index out of range [3] with length 2") }
+
+func TestDriverPanicCostsOnlyItsDevice(t *testing.T) {
+	s := New(Options{Logger: zerolog.Nop(), MinBackoff: time.Millisecond})
+	s.Start(Spec{Name: "nfc", Device: &panicky{}})
+	s.Start(Spec{Name: "gauge", Device: &flaky{}, Every: time.Millisecond})
+	waitFor(t, "the panicking device offline", func() bool {
+		h, _ := s.Get("nfc")
+		return h.State == Offline && strings.Contains(h.Error, "driver panicked: index out of range")
+	})
+	if s.States()["gauge"] != "ok" {
+		t.Fatal("another device suffered from the panic")
+	}
+	if !s.Close(context.Background()) {
+		t.Fatal("Close did not stop the devices")
+	}
+}
+
+// stuck is a driver whose step ignores cancellation, like a hung transfer.
+type stuck struct {
+	flaky
+	release chan struct{}
+}
+
+func (s *stuck) Step(context.Context) error { <-s.release; return nil }
+
+func TestCloseGivesUpOnAStuckDriver(t *testing.T) {
+	s := New(Options{Logger: zerolog.Nop()})
+	d := &stuck{release: make(chan struct{})}
+	defer close(d.release)
+	s.Start(Spec{Name: "nfc", Device: d})
+	waitFor(t, "open", func() bool { return s.States()["nfc"] == "ok" })
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if s.Close(ctx) {
+		t.Fatal("Close reported a stuck driver as stopped")
 	}
 }

@@ -11,7 +11,6 @@ package events
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"strconv"
 	"sync"
@@ -136,6 +135,11 @@ func (h *Hub) Subscribe(after uint64, replay bool, buf int) *Sub {
 	defer h.mu.Unlock()
 	var backlog []Event
 	if replay {
+		if after >= h.next {
+			// The client saw ids this hub never gave: kioskd restarted
+			// and numbers events afresh. Everything kept is news to it.
+			after = 0
+		}
 		backlog = h.recentLocked(after)
 	}
 	if buf < len(backlog)+16 {
@@ -197,6 +201,9 @@ func (e Event) MarshalSSE() ([]byte, error) {
 	return out, nil
 }
 
+// writeTimeout bounds one write to an event stream.
+const writeTimeout = 10 * time.Second
+
 // Heartbeat is how often an idle event stream sends a comment, so proxies
 // and the browser keep it open and a dead client is noticed.
 const Heartbeat = 15 * time.Second
@@ -229,34 +236,39 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	sub := h.Subscribe(after, replay, 64)
 	defer h.Unsubscribe(sub)
+	// A client that stops reading must not hold a write, and the handler,
+	// for ever: every write gets its own deadline.
+	write := func(b []byte) error {
+		_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
 	// Tell the client how soon to come back if the stream drops.
-	if _, err := io.WriteString(w, "retry: 2000\n\n"); err != nil {
+	if err := write([]byte("retry: 2000\n\n")); err != nil {
 		return
 	}
-	_ = rc.Flush()
 	beat := time.NewTicker(Heartbeat)
 	defer beat.Stop()
 	for {
+		var err error
 		select {
 		case <-r.Context().Done():
 			return
 		case <-beat.C:
-			if _, err := io.WriteString(w, ": heartbeat\n\n"); err != nil {
-				return
-			}
+			err = write([]byte(": heartbeat\n\n"))
 		case e, ok := <-sub.C():
 			if !ok {
-				return // cut off for lagging: the client reconnects with Last-Event-ID
+				return // cut off for lagging, or shutting down: the client reconnects with Last-Event-ID
 			}
-			b, err := e.MarshalSSE()
-			if err != nil {
+			b, merr := e.MarshalSSE()
+			if merr != nil {
 				continue
 			}
-			if _, err := w.Write(b); err != nil {
-				return
-			}
+			err = write(b)
 		}
-		if err := rc.Flush(); err != nil {
+		if err != nil {
 			return
 		}
 	}

@@ -130,3 +130,16 @@ func TestCloseEndsStreams(t *testing.T) {
 	h.Publish(CardTap, nil) // must not panic on closed streams
 	h.Unsubscribe(s)
 }
+
+// TestReplayAfterRestart: a page that saw event 500 from the kioskd before
+// a restart reconnects with Last-Event-ID 500 to a hub numbering afresh;
+// it gets everything kept instead of nothing.
+func TestReplayAfterRestart(t *testing.T) {
+	h := NewHub(0, nil)
+	h.Publish(MainsLost, nil)
+	h.Publish(CardTap, nil)
+	s := h.Subscribe(500, true, 0)
+	if got := len(s.C()); got != 2 {
+		t.Fatalf("replayed %d events, want the 2 kept", got)
+	}
+}
