@@ -160,6 +160,7 @@ func New(bus i2c.Bus, addr uint16, opts *Opts) (*Dev, error) {
 func (d *Dev) Sense() (Reading, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	var prevCfg uint16
 	for attempt := 0; attempt < 2; attempt++ {
 		var x [5]uint16
 		for i, r := range [...]reg{regVCell, regSOC, regCRate, regStatus, regConfig} {
@@ -170,6 +171,17 @@ func (d *Dev) Sense() (Reading, error) {
 		}
 		st, cfg := x[3], x[4]
 		if !d.plausible(st, cfg) {
+			if attempt == 1 && st&stReserved == 0 && cfg == prevCfg {
+				// CONFIG reads the same foreign value twice: it really
+				// holds it, from a write garbled on the bus. Put ours back,
+				// or every Sense from now on would fail.
+				if err := d.writeReg(regConfig, d.config|cfg&cfgALRT); err != nil {
+					return Reading{}, err
+				}
+				d.reconfigs++
+				return Reading{}, fmt.Errorf("%w: CONFIG held 0x%04x, not 0x%04x; written again", ErrGarbled, cfg, d.config)
+			}
+			prevCfg = cfg
 			continue
 		}
 		if st&stRI != 0 {

@@ -452,3 +452,24 @@ func TestConcurrentUse(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestForeignConfigRewritten: a CONFIG write garbled on the bus leaves the
+// gauge holding a value the driver never wrote, with no reset flag to say
+// so. Sense fails once, writes CONFIG again, and reads on.
+func TestForeignConfigRewritten(t *testing.T) {
+	r := newRig(t, DefaultOpts)
+	want := r.gauge.Register(byte(regConfig))
+	// ATHD 0x1F instead of ours: the alert threshold a flipped bit makes.
+	if err := r.bus.Tx(Addr, []byte{byte(regConfig), byte(want >> 8), 0x1F}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.dev.Sense(); !errors.Is(err, ErrGarbled) {
+		t.Fatalf("Sense with a foreign CONFIG: %v, want ErrGarbled", err)
+	}
+	if got := r.gauge.Register(byte(regConfig)); got != want {
+		t.Fatalf("CONFIG 0x%04x after Sense, want ours 0x%04x back", got, want)
+	}
+	if _, err := r.dev.Sense(); err != nil {
+		t.Fatalf("Sense after the rewrite: %v", err)
+	}
+}
