@@ -185,6 +185,11 @@ func (p *Pin) WaitForEdge(timeout time.Duration) bool {
 	if !armed {
 		return false
 	}
+	select { // an edge already queued wins over a timeout that has run out
+	case <-p.events:
+		return true
+	default:
+	}
 	var after <-chan time.Time
 	if timeout >= 0 {
 		t := time.NewTimer(timeout)

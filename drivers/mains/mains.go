@@ -127,6 +127,13 @@ func (d *Dev) Wait(ctx context.Context) (present bool, err error) {
 		timeout := time.Duration(-1) // until the line moves
 		if cand != d.last {
 			if timeout = d.opts.Debounce - time.Since(since); timeout <= 0 {
+				// Held long enough by the clock, but this goroutine may
+				// have run late: an edge still queued means the line moved
+				// within the window, and the count starts again.
+				if !d.polling && d.pin.WaitForEdge(0) {
+					cand, since = d.Present(), time.Now()
+					continue
+				}
 				d.last = cand
 				return cand, nil
 			}
