@@ -7,8 +7,8 @@
 // write followed by a read is one combined transfer with a repeated start.
 // Tests and the sim board inject the faults a kiosk meets in the field: a
 // chip that stops acknowledging (unplugged, or held in a brownout), a bus
-// error (lost arbitration, clock stretching timeout), SDA stuck high, bytes
-// corrupted by noise on a long ribbon cable, and a chip reset that returns
+// error (lost arbitration, clock stretching timeout), a chip that stops
+// driving SDA mid-transfer so bytes read as 0xFF, bytes corrupted by noise on a long ribbon cable, and a chip reset that returns
 // its registers to their power-on values.
 package emu
 
@@ -50,7 +50,7 @@ const (
 	FaultNone     Fault = iota
 	FaultNACK           // the address does not acknowledge: chip unplugged, hung or unpowered
 	FaultBusError       // the transfer fails part way with a bus error
-	FaultStuck          // SDA stuck high: the transfer completes, every byte read is 0xFF
+	FaultStuck          // the chip lets go of SDA after acknowledging its address: every byte read is 0xFF
 	FaultGarbage        // noise: the transfer completes, bytes read have bits flipped
 )
 
