@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/microretail/kioskd/drivers/emu"
+	"github.com/microretail/kioskd/internal/testclock"
 	"periph.io/x/conn/v3/physic"
 )
 
@@ -13,11 +14,11 @@ type bench struct {
 	t    *testing.T
 	bus  *emu.Bus
 	chip *Emulator
-	clk  *clock
+	clk  *testclock.Clock
 }
 
 func newBench(t *testing.T, v Variant, shunt physic.ElectricResistance) *bench {
-	b := &bench{t: t, bus: emu.NewBus("i2c-1", 1), chip: NewEmulator(v, shunt), clk: &clock{now: time.Unix(1e9, 0)}}
+	b := &bench{t: t, bus: emu.NewBus("i2c-1", 1), chip: NewEmulator(v, shunt), clk: testclock.New(time.Unix(1e9, 0))}
 	b.chip.SetClock(b.clk.Now)
 	b.bus.Attach(0x40, b.chip)
 	return b

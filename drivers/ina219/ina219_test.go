@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/microretail/kioskd/drivers/emu"
+	"github.com/microretail/kioskd/internal/testclock"
 	"periph.io/x/conn/v3/i2c/i2ctest"
 	"periph.io/x/conn/v3/physic"
 )
@@ -291,35 +292,17 @@ func TestHaltPlayback(t *testing.T) {
 	}
 }
 
-// clock is the emulator's clock and the driver's sleep: sleeping advances it.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Sleep(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 type rig struct {
 	bus  *emu.Bus
 	chip *Emulator
 	dev  *Dev
-	clk  *clock
+	clk  *testclock.Clock
 	addr uint16
 }
 
 func newRig(t *testing.T, o Opts, seed uint64) *rig {
 	t.Helper()
-	r := &rig{bus: emu.NewBus("i2c-1", seed), chip: NewEmulator(o.Variant, o.Shunt), clk: &clock{now: time.Unix(1e9, 0)}, addr: 0x42}
+	r := &rig{bus: emu.NewBus("i2c-1", seed), chip: NewEmulator(o.Variant, o.Shunt), clk: testclock.New(time.Unix(1e9, 0)), addr: 0x42}
 	r.chip.SetClock(r.clk.Now)
 	r.bus.Attach(r.addr, r.chip)
 	var err error

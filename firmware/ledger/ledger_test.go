@@ -12,29 +12,13 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+
+	"github.com/microretail/kioskd/internal/testclock"
 )
-
-// testClock is an injected clock that moves only when told to.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 var karachi = time.FixedZone("PKT", 5*3600)
 
-func testOptions(clock *testClock) Options {
+func testOptions(clock *testclock.Clock) Options {
 	return Options{
 		KioskID:  "kiosk-test",
 		Clock:    clock.Now,
@@ -43,8 +27,8 @@ func testOptions(clock *testClock) Options {
 	}
 }
 
-func newClock() *testClock {
-	return &testClock{t: time.Date(2026, 11, 23, 18, 0, 0, 0, karachi)}
+func newClock() *testclock.Clock {
+	return testclock.New(time.Date(2026, 11, 23, 18, 0, 0, 0, karachi))
 }
 
 func openTest(t *testing.T, fs vfs.FS, opts Options) *Ledger {

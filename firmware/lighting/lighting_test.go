@@ -12,19 +12,8 @@ import (
 
 	"github.com/microretail/kioskd/drivers/emu"
 	"github.com/microretail/kioskd/firmware/events"
+	"github.com/microretail/kioskd/internal/testclock"
 )
-
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 func TestDutyCurve(t *testing.T) {
 	for _, tc := range []struct {
@@ -53,7 +42,7 @@ func TestDutyCurve(t *testing.T) {
 }
 
 func TestFades(t *testing.T) {
-	clk := &fakeClock{t: time.Unix(1000, 0)}
+	clk := testclock.New(time.Unix(1000, 0))
 	hub := events.NewHub(0, nil)
 	l, err := New(Options{Fade: time.Second, Clock: clk.Now, Events: hub})
 	if err != nil {
@@ -71,7 +60,7 @@ func TestFades(t *testing.T) {
 	if err := l.SetScene(Open); err != nil {
 		t.Fatal(err)
 	}
-	clk.Add(250 * time.Millisecond)
+	clk.Advance(250 * time.Millisecond)
 	approx(l.Levels(clk.Now()), 25, 25, 25)
 	// A new scene mid-fade starts from where the lights are, not from the
 	// old scene's end: no jump.
@@ -79,9 +68,9 @@ func TestFades(t *testing.T) {
 		t.Fatal(err)
 	}
 	approx(l.Levels(clk.Now()), 25, 25, 25)
-	clk.Add(250 * time.Millisecond)
+	clk.Advance(250 * time.Millisecond)
 	approx(l.Levels(clk.Now()), 12.5, 17.5, 12.5)
-	clk.Add(time.Hour)
+	clk.Advance(time.Hour)
 	approx(l.Levels(clk.Now()), 0, 10, 0)
 	if err := l.FadeTo(Off, 0); err != nil {
 		t.Fatal(err)
@@ -146,7 +135,7 @@ func (r *recorder) Set(d []uint16) error {
 }
 
 func TestDeviceWritesFramesAndStrip(t *testing.T) {
-	clk := &fakeClock{t: time.Unix(1000, 0)}
+	clk := testclock.New(time.Unix(1000, 0))
 	l, err := New(Options{Start: Open, Clock: clk.Now})
 	if err != nil {
 		t.Fatal(err)

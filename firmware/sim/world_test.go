@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,28 +13,17 @@ import (
 	"github.com/microretail/kioskd/boards"
 	"github.com/microretail/kioskd/drivers/ina219"
 	"github.com/microretail/kioskd/drivers/max17048"
+	"github.com/microretail/kioskd/internal/testclock"
 )
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func newWorld(t *testing.T) (*World, *clock) {
+func newWorld(t *testing.T) (*World, *testclock.Clock) {
 	t.Helper()
 	p, err := boards.Load(boards.Sim)
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := &clock{t: time.Unix(1_700_000_000, 0)}
-	w, err := New(p, Options{Clock: clk.now, Seed: 7})
+	clk := testclock.New(time.Unix(1_700_000_000, 0))
+	w, err := New(p, Options{Clock: clk.Now, Seed: 7})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +51,7 @@ func TestBatteryModelThroughDrivers(t *testing.T) {
 	if l := w.Pin("GPIO6").Read(); l != gpio.Low {
 		t.Fatal("mains pulled but the detect line is still high")
 	}
-	clk.add(20 * time.Minute) // 1.5 %/min for 20 minutes: 2.7 A, inside the shunt's 3.2 A
+	clk.Advance(20 * time.Minute) // 1.5 %/min for 20 minutes: 2.7 A, inside the shunt's 3.2 A
 	w.Advance()
 
 	g, err := gauge.Sense()
@@ -94,7 +82,7 @@ func TestBatteryModelThroughDrivers(t *testing.T) {
 
 	// Mains back: the cell charges and the current turns positive.
 	w.SetMains(true)
-	clk.add(5 * time.Minute)
+	clk.Advance(5 * time.Minute)
 	w.Advance()
 	if st := w.State(); math.Abs(st.SOC-25) > 0.01 || st.Amps <= 0 {
 		t.Errorf("charging: %+v", st)
@@ -103,7 +91,7 @@ func TestBatteryModelThroughDrivers(t *testing.T) {
 	zero := 0.0
 	w.SetBattery(&zero, nil, nil)
 	w.SetMains(false)
-	clk.add(time.Minute)
+	clk.Advance(time.Minute)
 	if st := w.State(); st.SOC != 0 || st.Amps != 0 {
 		t.Errorf("flat battery: %+v", st)
 	}
