@@ -53,74 +53,54 @@ func startPeripherals(p boards.Profile, hw hardware, cfg Config, hub *events.Hub
 		lights:  lights,
 		cards:   cards.NewReader(cards.Options{Logger: log, Events: hub}),
 	}
-	line := func(role string) (boards.Line, bool) { return p.LineFor(role) }
-
 	for _, d := range p.I2C {
-		d := d
-		bus := func() (busAddr, error) {
-			b, err := hw.I2C(d.Bus)
-			return busAddr{b, d.Addr}, err
-		}
 		spec := devices.Spec{Name: d.Role, Chip: d.Chip}
 		switch d.Chip {
 		case boards.ChipMAX17048:
 			spec.Every = gaugeEvery
-			spec.Device = ps.sensors.GaugeDevice(func(context.Context) (*max17048.Dev, error) {
-				ba, err := bus()
-				if err != nil {
-					return nil, err
-				}
-				return max17048.New(ba.bus, ba.addr, &max17048.DefaultOpts)
-			})
+			spec.Device = ps.sensors.GaugeDevice(onBus(hw, d, func(b i2c.Bus, a uint16) (*max17048.Dev, error) {
+				return max17048.New(b, a, &max17048.DefaultOpts)
+			}))
 		case boards.ChipINA219:
 			spec.Every = shuntEvery
-			spec.Device = ps.sensors.ShuntDevice(func(context.Context) (*ina219.Dev, error) {
-				ba, err := bus()
-				if err != nil {
-					return nil, err
-				}
-				return ina219.New(ba.bus, ba.addr, &ina219.DefaultOpts)
-			})
+			spec.Device = ps.sensors.ShuntDevice(onBus(hw, d, func(b i2c.Bus, a uint16) (*ina219.Dev, error) {
+				return ina219.New(b, a, &ina219.DefaultOpts)
+			}))
 		case boards.ChipPN532:
 			spec.Every = nfcEvery
-			spec.Device = ps.cards.Device(func(context.Context) (*pn532.Dev, error) {
-				ba, err := bus()
-				if err != nil {
-					return nil, err
-				}
+			spec.Device = ps.cards.Device(onBus(hw, d, func(b i2c.Bus, a uint16) (*pn532.Dev, error) {
+				// Without its IRQ or reset line the reader still works: it
+				// polls the status byte and is reset by power only.
 				opts := pn532.DefaultOpts
-				if l, ok := line(boards.RoleNFCIRQ); ok {
+				if l, ok := p.LineFor(boards.RoleNFCIRQ); ok {
 					if pin, err := hw.Line(l.Name); err == nil {
 						opts.IRQ = pin
 					}
 				}
-				if l, ok := line(boards.RoleNFCReset); ok {
+				if l, ok := p.LineFor(boards.RoleNFCReset); ok {
 					if pin, err := hw.Line(l.Name); err == nil {
 						opts.Reset = pin
 					}
 				}
-				return pn532.New(ba.bus, ba.addr, &opts)
-			})
+				return pn532.New(b, a, &opts)
+			}))
 		case boards.ChipPCA9685:
-			spec.Every = 0 // the lights pace their own frames
-			spec.Device = lights.Device(func(context.Context) (lighting.Output, error) {
-				ba, err := bus()
-				if err != nil {
-					return nil, err
-				}
-				dev, err := pca9685.New(ba.bus, ba.addr, &pca9685.DefaultOpts)
+			// The lights pace their own frames: Every stays 0.
+			spec.Device = lights.Device(onBus(hw, d, func(b i2c.Bus, a uint16) (lighting.Output, error) {
+				dev, err := pca9685.New(b, a, &pca9685.DefaultOpts)
 				if err != nil {
 					return nil, err
 				}
 				return lighting.PWMBoard{Dev: dev}, nil
-			})
+			}))
 		default:
+			ps.Close() // the devices started so far
 			return nil, fmt.Errorf("no driver for chip %q (%s)", d.Chip, d.Role)
 		}
 		ps.sup.Start(spec)
 	}
 
-	if l, ok := line(boards.RoleMainsDetect); ok {
+	if l, ok := p.LineFor(boards.RoleMainsDetect); ok {
 		ps.sup.Start(devices.Spec{Name: l.Role, Chip: "mains", Device: ps.sensors.MainsDevice(func(context.Context) (*mains.Dev, error) {
 			pin, err := hw.Line(l.Name)
 			if err != nil {
@@ -131,7 +111,7 @@ func startPeripherals(p boards.Profile, hw hardware, cfg Config, hub *events.Hub
 			return mains.New(pin, &opts)
 		})})
 	}
-	if l, ok := line(boards.RoleLights); ok {
+	if l, ok := p.LineFor(boards.RoleLights); ok {
 		ps.sup.Start(devices.Spec{Name: l.Role, Chip: "gpio", Device: lights.Device(func(context.Context) (lighting.Output, error) {
 			pin, err := hw.Line(l.Name)
 			if err != nil {
@@ -143,9 +123,18 @@ func startPeripherals(p boards.Profile, hw hardware, cfg Config, hub *events.Hub
 	return ps, nil
 }
 
-type busAddr struct {
-	bus  i2c.Bus
-	addr uint16
+// onBus returns an opener for a chip: it finds the chip's bus, then makes
+// its driver there. A bus that is missing now is looked for again at the
+// next open.
+func onBus[D any](hw hardware, d boards.I2CDevice, newDev func(i2c.Bus, uint16) (D, error)) func(context.Context) (D, error) {
+	return func(context.Context) (D, error) {
+		b, err := hw.I2C(d.Bus)
+		if err != nil {
+			var none D
+			return none, err
+		}
+		return newDev(b, d.Addr)
+	}
 }
 
 // DeviceStates implements till.Peripherals.

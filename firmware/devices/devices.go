@@ -10,7 +10,6 @@ package devices
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sort"
@@ -303,10 +302,6 @@ func (s *Supervisor) set(spec Spec, st State, err error, retry time.Time, opened
 func jitter(d time.Duration) time.Duration {
 	return d + time.Duration(rand.Int64N(int64(d)/5+1))
 }
-
-// ErrAbsent is what Open returns for a device the board does not have,
-// or whose bus or line could not be opened.
-var ErrAbsent = errors.New("devices: not present")
 
 // Chip adapts a driver to Device: OpenFunc makes the driver (its New),
 // StepFunc works it, and Forget drops what it read once it closes, so a

@@ -213,8 +213,6 @@ const Heartbeat = 15 * time.Second
 // the kept events it missed; ?replay=1 replays everything kept.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
-	// The server's write timeout is for requests; a stream lives on.
-	_ = rc.SetWriteDeadline(time.Time{})
 	after, replay := uint64(0), false
 	for _, v := range []string{r.Header.Get("Last-Event-ID"), r.URL.Query().Get("after")} {
 		if v == "" {
@@ -236,7 +234,8 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	sub := h.Subscribe(after, replay, 64)
 	defer h.Unsubscribe(sub)
-	// A client that stops reading must not hold a write, and the handler,
+	// The server's write timeout is for requests; a stream lives on, but a
+	// client that stops reading must not hold a write, and the handler,
 	// for ever: every write gets its own deadline.
 	write := func(b []byte) error {
 		_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))

@@ -104,7 +104,7 @@ type Lights struct {
 	from, to  []float64 // percent per channel
 	fadeStart time.Time
 	fadeLen   time.Duration
-	now       []float64 // levels last computed
+	now       []float64 // levels last written to the output; nil before the first write
 }
 
 // New returns lights showing opts.Start (off by default) at once.
@@ -126,7 +126,7 @@ func New(opts Options) (*Lights, error) {
 	}
 	l := &Lights{opts: opts, log: opts.Logger.With().Str("component", "lighting").Logger(), wake: make(chan struct{}, 1), scene: opts.Start}
 	l.to = l.levels(opts.Start)
-	l.from, l.now = l.to, l.to
+	l.from = l.to
 	return l, nil
 }
 

@@ -113,37 +113,30 @@ func (s *Sensors) Status() Status {
 
 // ShuntDevice supervises the battery-rail shunt monitor. open finds it.
 func (s *Sensors) ShuntDevice(open func(context.Context) (*ina219.Dev, error)) *devices.Chip[*ina219.Dev] {
-	return &devices.Chip[*ina219.Dev]{
-		OpenFunc: open,
-		StepFunc: func(ctx context.Context, d *ina219.Dev) error {
-			r, err := d.Sense()
-			if err != nil {
-				return err
-			}
-			s.mu.Lock()
-			s.shunt = &r
-			s.mu.Unlock()
-			return nil
-		},
-		Forget: func() { s.mu.Lock(); s.shunt = nil; s.mu.Unlock() },
-	}
+	return sensing(&s.mu, &s.shunt, open, (*ina219.Dev).Sense)
 }
 
 // GaugeDevice supervises the fuel gauge. open finds it.
 func (s *Sensors) GaugeDevice(open func(context.Context) (*max17048.Dev, error)) *devices.Chip[*max17048.Dev] {
-	return &devices.Chip[*max17048.Dev]{
+	return sensing(&s.mu, &s.gauge, open, (*max17048.Dev).Sense)
+}
+
+// sensing is a chip whose every step is one reading, kept in *slot under
+// mu until the chip closes.
+func sensing[D interface{ Halt() error }, R any](mu *sync.Mutex, slot **R, open func(context.Context) (D, error), sense func(D) (R, error)) *devices.Chip[D] {
+	return &devices.Chip[D]{
 		OpenFunc: open,
-		StepFunc: func(ctx context.Context, d *max17048.Dev) error {
-			r, err := d.Sense()
+		StepFunc: func(_ context.Context, d D) error {
+			r, err := sense(d)
 			if err != nil {
 				return err
 			}
-			s.mu.Lock()
-			s.gauge = &r
-			s.mu.Unlock()
+			mu.Lock()
+			*slot = &r
+			mu.Unlock()
 			return nil
 		},
-		Forget: func() { s.mu.Lock(); s.gauge = nil; s.mu.Unlock() },
+		Forget: func() { mu.Lock(); *slot = nil; mu.Unlock() },
 	}
 }
 
