@@ -243,14 +243,20 @@ func (l *Ledger) prepare(reqs []*request) *group {
 		}
 	}()
 	for i, r := range reqs {
-		if r.draft == nil {
+		switch {
+		case r.draft != nil:
+			g.results[i] = p.entry(i, r.draft)
+		case r.job != nil:
+			g.results[i] = p.job(r.job)
+		default:
 			g.results[i].err = p.ack(r.ack)
-			continue
 		}
-		g.results[i] = p.entry(i, r.draft)
 	}
-	if len(p.changed)+len(p.wallets) > 0 {
-		g.rows = make(map[string][]byte, len(p.changed)+len(p.wallets))
+	if n := len(p.changed) + len(p.wallets) + len(p.jobs); n > 0 {
+		g.rows = make(map[string][]byte, n)
+	}
+	for k, v := range p.jobs {
+		g.rows[k] = v // already in the batch
 	}
 	for d := range p.changed {
 		k, v := dayKey(d), encodeTotals(p.days[d])
@@ -279,6 +285,7 @@ type preparer struct {
 	days     map[Day]*Totals   // day totals this group has read, as they stand
 	changed  map[Day]bool      // days an entry of this group was added to
 	wallets  map[string]int64  // card uid → balance, for cards this group changes
+	jobs     map[string][]byte // print job rows this group writes
 	buf      []byte
 	it       *pebble.Iterator // point lookups for this group, opened on first use
 }
@@ -385,6 +392,9 @@ func (p *preparer) entry(i int, d *Draft) result {
 	p.buf = encodeEntry(p.buf[:0], &e)
 	b.Set(entryKey(e.Seq), p.buf, nil)
 	b.Set(idempotencyKey(e.IdempotencyKey), seqValue(e.Seq), nil)
+	if d.Receipt {
+		p.newJob(Job{Seq: e.Seq, State: JobQueued, Drawer: d.Drawer, Updated: e.Time})
+	}
 	t.add(&e)
 	p.changed[t.Day] = true
 	if hasWallet {

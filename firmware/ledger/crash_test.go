@@ -81,7 +81,8 @@ func (a *acks) randomDraft(rng *rand.Rand, writer, i int) Draft {
 		pay, card = PaymentWallet, []byte{byte(writer), 1, 2, 3} // the card top-ups credit
 	}
 	return Draft{Kind: KindSale, Payment: pay, Card: card, IdempotencyKey: fmt.Sprintf("sale-%d-%d-%d", writer, i, rng.Uint32()),
-		Lines: []Line{{SKU: "CHAI", Name: "Chai", Qty: int64(rng.IntN(5) + 1), Price: 8000}}}
+		Lines:   []Line{{SKU: "CHAI", Name: "Chai", Qty: int64(rng.IntN(5) + 1), Price: 8000}},
+		Receipt: true, Drawer: pay == PaymentCash}
 }
 
 // TestCrashAtRandomPoints runs concurrent checkouts on Pebble's
@@ -170,6 +171,10 @@ func TestCrashAtRandomPoints(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, e := range all {
+			// Every sale queued its receipt in the batch that wrote it.
+			if j, ok, err := l.Job(e.Seq); e.Kind == KindSale && (!ok || err != nil || j.State != JobQueued || j.Drawer != (e.Payment == PaymentCash)) {
+				t.Fatalf("crash %d: sale %d came back with print job %+v, %v, %v", crash, e.Seq, j, ok, err)
+			}
 			survivors[e.IdempotencyKey] = e
 			if e.Kind == KindSale {
 				sales = append(sales, e.Seq)

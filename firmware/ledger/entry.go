@@ -196,6 +196,12 @@ type Draft struct {
 	Card           []byte
 	Phone          string
 	Plan           string
+	// Receipt queues a print job for the entry in the same atomic write
+	// (see Job); Drawer has the print queue open the cash drawer with it.
+	// Neither is part of the entry, and a retry with the same idempotency
+	// key never queues a second job.
+	Receipt bool
+	Drawer  bool
 }
 
 // Limits on what one entry may hold. They bound memory and the encoded size,
@@ -232,6 +238,9 @@ func (d *Draft) validate() error {
 	}
 	if err := checkText("plan", d.Plan, MaxTextLen); err != nil {
 		return err
+	}
+	if d.Drawer && !d.Receipt {
+		return bad("the cash drawer opens with a receipt job")
 	}
 	if d.Kind == KindRefund {
 		if d.RefundOf == 0 {

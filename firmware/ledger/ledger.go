@@ -106,13 +106,15 @@ type Ledger struct {
 }
 
 type request struct {
-	draft *Draft // nil for an ack
-	ack   uint64
+	draft *Draft // an entry to append, or
+	job   *jobOp // a print job to move, or (both nil) an ack
+	ack   uint64 //
 	done  chan result
 }
 
 type result struct {
 	entry Entry
+	job   Job
 	err   error
 }
 
@@ -345,21 +347,26 @@ func (l *Ledger) Ack(ctx context.Context, seq uint64) error {
 }
 
 func (l *Ledger) submit(ctx context.Context, r *request) (Entry, error) {
+	res, err := l.submitResult(ctx, r)
+	return res.entry, err
+}
+
+func (l *Ledger) submitResult(ctx context.Context, r *request) (result, error) {
 	if l.opts.ReadOnly {
-		return Entry{}, fmt.Errorf("%w: opened read-only", ErrUnavailable)
+		return result{}, fmt.Errorf("%w: opened read-only", ErrUnavailable)
 	}
 	select {
 	case l.reqs <- r:
 	case <-l.stop:
-		return Entry{}, fmt.Errorf("%w: closed", ErrUnavailable)
+		return result{}, fmt.Errorf("%w: closed", ErrUnavailable)
 	case <-ctx.Done():
-		return Entry{}, ctx.Err()
+		return result{}, ctx.Err()
 	}
 	select {
 	case res := <-r.done:
-		return res.entry, res.err
+		return res, res.err
 	case <-ctx.Done():
-		return Entry{}, fmt.Errorf("ledger: stopped waiting for the sync; the entry may still be recorded: %w", ctx.Err())
+		return result{}, fmt.Errorf("ledger: stopped waiting for the sync; the write may still be recorded: %w", ctx.Err())
 	}
 }
 

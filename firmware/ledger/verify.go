@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -12,6 +13,8 @@ type Check struct {
 	Acked    uint64   `json:"acked"`
 	Entries  uint64   `json:"entries"`
 	Days     int      `json:"days"`
+	Jobs     int      `json:"jobs"`      // receipt print jobs
+	OpenJobs int      `json:"open_jobs"` // of them, queued or sending
 	Problems []string `json:"problems,omitempty"`
 }
 
@@ -188,15 +191,67 @@ func (l *Ledger) Verify() (*Check, error) {
 			delete(wallets, string(k[1:]))
 			return nil
 		})
+		if err != nil {
+			return err
+		}
 		for card, bal := range wallets {
 			c.problem("card %x has a balance of %d in the entries but no balance row", card, bal)
 		}
-		return err
+		return l.verifyJobs(snap, c)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// verifyJobs checks that every print job belongs to an entry and that the
+// open-job index lists exactly the open jobs.
+func (l *Ledger) verifyJobs(snap *pebble.Snapshot, c *Check) error {
+	open := map[uint64]bool{}
+	err := scan(snap, []byte{tagJob}, func(k, v []byte) error {
+		if len(k) != 9 {
+			c.problem("job key %x", k)
+			return nil
+		}
+		seq := binary.BigEndian.Uint64(k[1:])
+		if seq > c.Head {
+			return nil
+		}
+		j, err := decodeJob(seq, v)
+		if err != nil {
+			c.problem("%v", err)
+			return nil
+		}
+		c.Jobs++
+		if j.State.Open() {
+			open[seq] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	c.OpenJobs = len(open)
+	err = scan(snap, []byte{tagOpenJob}, func(k, v []byte) error {
+		if len(k) != 9 {
+			c.problem("open job key %x", k)
+			return nil
+		}
+		seq := binary.BigEndian.Uint64(k[1:])
+		if seq > c.Head {
+			return nil
+		}
+		if !open[seq] {
+			c.problem("job %d is indexed as open but is not", seq)
+		}
+		delete(open, seq)
+		return nil
+	})
+	for seq := range open {
+		c.problem("job %d is open but not indexed", seq)
+	}
+	return err
 }
 
 func sameCells(a, b *Totals) bool {
