@@ -367,6 +367,7 @@ func (p *preparer) entry(i int, d *Draft) result {
 		Card:           d.Card,
 		Phone:          d.Phone,
 		Plan:           d.Plan,
+		Tendered:       d.Tendered,
 	}
 	if d.Kind == KindRefund {
 		sale, err := p.refundable(d.RefundOf)

@@ -132,6 +132,7 @@ func decodeSeqValue(v []byte) (uint64, error) {
 //	                                0x02 card uid
 //	                                0x03 phone
 //	                                0x04 plan
+//	                                0x05 cash tendered: uvarint, minor units
 //	end−4 4    CRC-32C (Castagnoli) of every byte before it, u32be
 //
 // Pebble checksums its blocks and WAL records; the CRC covers the value end
@@ -145,6 +146,7 @@ const (
 	fieldCard     = 0x02
 	fieldPhone    = 0x03
 	fieldPlan     = 0x04
+	fieldTendered = 0x05
 )
 
 func appendString(b []byte, s string) []byte {
@@ -188,6 +190,9 @@ func encodeEntry(b []byte, e *Entry) []byte {
 	b = appendField(b, fieldCard, e.Card)
 	b = appendField(b, fieldPhone, []byte(e.Phone))
 	b = appendField(b, fieldPlan, []byte(e.Plan))
+	if e.Tendered != 0 {
+		b = appendField(b, fieldTendered, binary.AppendUvarint(nil, uint64(e.Tendered)))
+	}
 	return seal(b, start)
 }
 
@@ -297,6 +302,13 @@ func decodeEntry(v []byte) (Entry, error) {
 			e.Phone = string(f)
 		case fieldPlan:
 			e.Plan = string(f)
+		case fieldTendered:
+			t, n := binary.Uvarint(f)
+			if n != len(f) || t > uint64(MaxTendered) {
+				r.fail("tendered field")
+				break
+			}
+			e.Tendered = int64(t)
 		}
 	}
 	if r.err != nil {

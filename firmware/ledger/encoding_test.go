@@ -61,6 +61,8 @@ func TestEntryRoundTrip(t *testing.T) {
 		{Seq: 1, ID: ID{Ledger: 1, Seq: 1}, Kind: KindSubscription, KioskID: "k", Time: time.Unix(1, 2).UTC(), Payment: PaymentCash,
 			Currency: "PKR", IdempotencyKey: "x", Phone: "03001234567", Plan: "weekly",
 			Lines: []Line{{SKU: "SUB", Name: "Weekly ☕", Qty: 1, Price: MaxPrice}}},
+		{Seq: 2, ID: ID{Ledger: 1, Seq: 2}, Kind: KindSale, KioskID: "k", Time: time.Unix(3, 4).UTC(), Payment: PaymentCash,
+			Currency: "PKR", IdempotencyKey: "y", Tendered: 50000, Lines: []Line{{SKU: "CHAI", Name: "Chai", Qty: 2, Price: 8000}}},
 	} {
 		got, err := decodeEntry(encodeEntry(nil, &e))
 		if err != nil {

@@ -169,6 +169,16 @@ type Entry struct {
 	Card           []byte    // wallet card UID: wallet payments and top-ups
 	Phone          string    // Kind == KindSubscription: the buyer's phone number
 	Plan           string    // Kind == KindSubscription: the plan signed up to
+	Tendered       int64     // cash handed over, minor units; 0 when not counted
+}
+
+// Change is the cash given back: what was tendered less the total, or 0
+// when the tendered amount was not recorded.
+func (e *Entry) Change() int64 {
+	if e.Tendered == 0 {
+		return 0
+	}
+	return e.Tendered - e.Total()
 }
 
 // Total is the sum of the entry's lines, in minor units. A refund's total is
@@ -202,6 +212,9 @@ type Draft struct {
 	// key never queues a second job.
 	Receipt bool
 	Drawer  bool
+	// Tendered is the cash the buyer handed over, for a cash sale or
+	// top-up, so the receipt shows the change; 0 when not counted.
+	Tendered int64
 }
 
 // Limits on what one entry may hold. They bound memory and the encoded size,
@@ -210,9 +223,10 @@ const (
 	MaxLines           = 100
 	MaxQty             = 9999
 	MaxPrice     int64 = 100_000_000_00 // 100 million rupees, in paisa
-	MaxKeyLen          = 128            // idempotency key, bytes
-	MaxTextLen         = 128            // sku, name, phone, plan, kiosk id, bytes
-	MaxCardLen         = 10             // ISO 14443A UIDs are 4, 7 or 10 bytes
+	MaxTendered        = MaxPrice
+	MaxKeyLen          = 128 // idempotency key, bytes
+	MaxTextLen         = 128 // sku, name, phone, plan, kiosk id, bytes
+	MaxCardLen         = 10  // ISO 14443A UIDs are 4, 7 or 10 bytes
 	currencySize       = 3
 )
 
@@ -246,7 +260,7 @@ func (d *Draft) validate() error {
 		if d.RefundOf == 0 {
 			return bad("refund names no entry")
 		}
-		if len(d.Lines) != 0 || d.Payment != 0 || len(d.Card) != 0 {
+		if len(d.Lines) != 0 || d.Payment != 0 || len(d.Card) != 0 || d.Tendered != 0 {
 			return bad("a refund takes its lines, payment and card from the entry it refunds")
 		}
 		return nil
@@ -281,6 +295,15 @@ func (d *Draft) validate() error {
 		}
 		if l.Price < 0 || l.Price > MaxPrice {
 			return bad("line %d (%s): price %d is not between 0 and %d", i+1, l.SKU, l.Price, MaxPrice)
+		}
+	}
+	if d.Tendered != 0 {
+		var total int64
+		for _, l := range d.Lines {
+			total += l.Total()
+		}
+		if d.Payment != PaymentCash || d.Tendered < total || d.Tendered > MaxTendered {
+			return bad("tendered %d: only cash is tendered, and it must cover the total %d", d.Tendered, total)
 		}
 	}
 	switch d.Kind {

@@ -16,8 +16,16 @@ func TestReceiptJobs(t *testing.T) {
 	l := openTest(t, fs, testOptions(clock))
 
 	d := sale("s1", PaymentCash, chai)
-	d.Receipt, d.Drawer = true, true
+	d.Receipt, d.Drawer, d.Tendered = true, true, 20000
 	e := mustAppend(t, l, d)
+	if e.Tendered != 20000 || e.Change() != 20000-chai.Total() {
+		t.Fatalf("tendered %d, change %d", e.Tendered, e.Change())
+	}
+	short := sale("short", PaymentCash, chai)
+	short.Tendered = chai.Total() - 1
+	if _, err := l.Append(ctx, short); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("tendered short of the total: %v", err)
+	}
 	mustAppend(t, l, sale("s2-no-receipt", PaymentCash, samosa))
 	if _, err := l.Append(ctx, d); err != nil { // a retry queues nothing new
 		t.Fatal(err)

@@ -24,6 +24,8 @@ type entryJSON struct {
 	Card           string     `json:"card,omitempty"` // uid, hex
 	Phone          string     `json:"phone,omitempty"`
 	Plan           string     `json:"plan,omitempty"`
+	Tendered       int64      `json:"tendered,omitempty"` // cash handed over
+	Change         int64      `json:"change,omitempty"`   // cash given back
 }
 
 type lineJSON struct {
@@ -40,6 +42,7 @@ func (e Entry) MarshalJSON() ([]byte, error) {
 		ID: e.ID, Seq: e.Seq, Kind: e.Kind, KioskID: e.KioskID, Time: e.Time, Payment: e.Payment,
 		Currency: e.Currency, IdempotencyKey: e.IdempotencyKey, Total: e.Total(),
 		Lines: make([]lineJSON, len(e.Lines)), Card: hex.EncodeToString(e.Card), Phone: e.Phone, Plan: e.Plan,
+		Tendered: e.Tendered, Change: e.Change(),
 	}
 	for i, l := range e.Lines {
 		j.Lines[i] = lineJSON{SKU: l.SKU, Name: l.Name, Qty: l.Qty, Price: l.Price, Total: l.Total()}
@@ -64,6 +67,7 @@ func (e *Entry) UnmarshalJSON(b []byte) error {
 	out := Entry{
 		Seq: j.Seq, ID: j.ID, Kind: j.Kind, KioskID: j.KioskID, Time: j.Time.UTC(), Payment: j.Payment,
 		Currency: j.Currency, IdempotencyKey: j.IdempotencyKey, Phone: j.Phone, Plan: j.Plan,
+		Tendered: j.Tendered,
 	}
 	if len(card) > 0 {
 		out.Card = card
@@ -88,6 +92,9 @@ func (e *Entry) UnmarshalJSON(b []byte) error {
 	}
 	if out.Total() != j.Total {
 		return fmt.Errorf("%w: entry %d: total %d, lines add up to %d", ErrInvalid, j.Seq, j.Total, out.Total())
+	}
+	if out.Tendered < 0 || out.Tendered > MaxTendered || (out.Tendered != 0 && out.Change() != j.Change) {
+		return fmt.Errorf("%w: entry %d: tendered %d and change %d do not add up", ErrInvalid, j.Seq, j.Tendered, j.Change)
 	}
 	*e = out
 	return nil
