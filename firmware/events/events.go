@@ -27,6 +27,10 @@ const (
 	MainsLost      = "mains_lost"      // the mains-detect line says mains is gone
 	MainsRestored  = "mains_restored"  // the mains-detect line says mains is back
 	Lights         = "lights"          // the lighting scene changed
+	PaperOut       = "paper_out"       // the receipt printer ran out of paper; receipts wait
+	PrinterStatus  = "printer"         // the receipt printer's state changed (cover, near end, back in service)
+	Receipt        = "receipt"         // a receipt job moved: queued, printed, in doubt
+	Scan           = "scan"            // a barcode scanner read a code
 )
 
 // Event is one thing that happened. Data is marshalled to JSON as is.

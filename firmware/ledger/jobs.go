@@ -190,10 +190,11 @@ func (p *preparer) job(op *jobOp) result {
 
 // MoveJob moves the print job of entry seq from one state to another and
 // returns once the move is synced. If the job is not in state from, it
-// fails with ErrConflict and changes nothing.
+// fails with ErrConflict and changes nothing. The only way back is from
+// sending to queued, for a job whose bytes provably never left.
 func (l *Ledger) MoveJob(ctx context.Context, seq uint64, from, to JobState) (Job, error) {
-	if _, ok := jobStateNames[to]; !ok || to == JobQueued {
-		return Job{}, fmt.Errorf("%w: a job cannot be moved to %s", ErrInvalid, to)
+	if _, ok := jobStateNames[to]; !ok || (to == JobQueued && from != JobSending) {
+		return Job{}, fmt.Errorf("%w: a job cannot be moved from %s to %s", ErrInvalid, from, to)
 	}
 	res, err := l.submitResult(ctx, &request{job: &jobOp{seq: seq, from: from, to: to}, done: make(chan result, 1)})
 	return res.job, err

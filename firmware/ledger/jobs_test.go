@@ -73,7 +73,7 @@ func TestReceiptJobs(t *testing.T) {
 	if _, err := l.Reprint(ctx, 99); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Reprint(99) = %v", err)
 	}
-	if _, err := l.MoveJob(ctx, e.Seq, JobQueued, JobQueued); !errors.Is(err, ErrInvalid) {
+	if _, err := l.MoveJob(ctx, e.Seq, JobPrinted, JobQueued); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("move to queued: %v", err)
 	}
 	c := mustVerify(t, l)

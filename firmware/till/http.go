@@ -80,6 +80,7 @@ func NewServer(opts ServerOptions) *Server {
 	s.mux.HandleFunc("POST /api/cart/clear", s.withTill(s.clear))
 	s.mux.HandleFunc("POST /api/checkout", s.withTill(s.checkout))
 	s.mux.HandleFunc("POST /api/refund", s.withTill(s.refund))
+	s.mux.HandleFunc("POST /api/reprint", s.withTill(s.reprint))
 	s.mux.HandleFunc("GET /api/sales", s.withTill(s.sales))
 	s.mux.HandleFunc("GET /api/zreport", s.withTill(s.zreport))
 	s.mux.HandleFunc("POST /api/wallet/topup", s.withTill(s.topUp))
@@ -277,6 +278,7 @@ func (s *Server) checkout(w http.ResponseWriter, r *http.Request, t *Till) {
 		IdempotencyKey string        `json:"idempotency_key"`
 		Lines          []LineRequest `json:"lines"`
 		Card           string        `json:"card"`
+		Tendered       int64         `json:"tendered"` // cash handed over, minor units
 	}
 	if err := decode(w, r, &req); err != nil {
 		s.fail(w, r, err)
@@ -291,7 +293,7 @@ func (s *Server) checkout(w http.ResponseWriter, r *http.Request, t *Till) {
 		s.fail(w, r, err)
 		return
 	}
-	c := Checkout{Payment: pay, Key: req.IdempotencyKey, Lines: req.Lines}
+	c := Checkout{Payment: pay, Key: req.IdempotencyKey, Lines: req.Lines, Tendered: req.Tendered}
 	if req.Lines != nil && len(req.Lines) == 0 {
 		s.fail(w, r, fmt.Errorf("%w: lines is empty; leave it out to sell the cart", ErrInvalid))
 		return
@@ -325,6 +327,22 @@ func (s *Server) refund(w http.ResponseWriter, r *http.Request, t *Till) {
 		return
 	}
 	httpjson.Write(w, http.StatusOK, e)
+}
+
+func (s *Server) reprint(w http.ResponseWriter, r *http.Request, t *Till) {
+	var req struct {
+		SaleID string `json:"sale_id"`
+	}
+	if err := decode(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	j, err := t.Reprint(r.Context(), req.SaleID)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	httpjson.Write(w, http.StatusOK, map[string]any{"sale_id": req.SaleID, "job": j})
 }
 
 // MaxSalesPage bounds one /api/sales response.

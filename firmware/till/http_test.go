@@ -36,7 +36,8 @@ func newFixture(t *testing.T, fs vfs.FS) *fixture {
 		t.Fatal(err)
 	}
 	n := 0
-	tl := New(Options{Ledger: l, Catalog: cat, NewKey: func() string { n++; return fmt.Sprint("cart-", n) }})
+	tl := New(Options{Ledger: l, Catalog: cat, NewKey: func() string { n++; return fmt.Sprint("cart-", n) },
+		Receipts: true, Drawer: true})
 	s := NewServer(ServerOptions{Identity: Identity{KioskID: "stall-1", Board: "sim", Version: "test", Currency: "PKR"}})
 	s.SetTill(tl)
 	srv := httptest.NewServer(s)
@@ -384,5 +385,39 @@ func BenchmarkCheckoutHTTP(b *testing.B) {
 		}
 		_, _ = io.Copy(io.Discard, resp.Body) // so the connection is reused
 		resp.Body.Close()
+	}
+}
+
+func TestReceiptJobsAndReprint(t *testing.T) {
+	f := newFixture(t, vfs.NewMem())
+	cash := f.must("POST", "/api/checkout", `{"payment":"cash","idempotency_key":"k1","tendered":50000,"lines":[{"sku":"CHAI","qty":2}]}`)
+	if cash["tendered"] != 50000.0 || cash["change"] != 50000.0-cash["total"].(float64) {
+		t.Fatalf("cash sale: %v", cash)
+	}
+	if code, out := f.call("POST", "/api/checkout", `{"payment":"cash","idempotency_key":"k2","tendered":100,"lines":[{"sku":"CHAI","qty":2}]}`); code != http.StatusBadRequest {
+		t.Fatalf("tendered short of the total: %d %v", code, out)
+	}
+	seq := uint64(cash["seq"].(float64))
+	j, ok, err := f.ledger.Job(seq)
+	if err != nil || !ok || j.State != ledger.JobQueued || !j.Drawer {
+		t.Fatalf("cash sale job: %+v %v %v", j, ok, err)
+	}
+	// Still queued: a reprint now would print it twice.
+	if code, out := f.call("POST", "/api/reprint", fmt.Sprintf(`{"sale_id":%q}`, cash["id"])); code != http.StatusConflict {
+		t.Fatalf("reprint of a queued receipt: %d %v", code, out)
+	}
+	ctx := t.Context()
+	if _, err := f.ledger.MoveJob(ctx, seq, ledger.JobQueued, ledger.JobSending); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.ledger.MoveJob(ctx, seq, ledger.JobSending, ledger.JobPrinted); err != nil {
+		t.Fatal(err)
+	}
+	out := f.must("POST", "/api/reprint", fmt.Sprintf(`{"sale_id":%q}`, cash["id"]))
+	if job := out["job"].(map[string]any); job["copy"] != 1.0 || job["state"] != "queued" || job["drawer"] != false {
+		t.Fatalf("reprint: %v", out)
+	}
+	if code, _ := f.call("POST", "/api/reprint", `{"sale_id":"nonsense"}`); code != http.StatusBadRequest {
+		t.Fatalf("reprint of a malformed id: %d", code)
 	}
 }

@@ -38,6 +38,8 @@ type Till struct {
 	newKey  func() string
 	catalog atomic.Pointer[Catalog]
 	closed  atomic.Bool
+	receipt bool // queue a receipt with every entry
+	drawer  bool // and open the cash drawer when cash changes hands
 
 	mu   sync.Mutex
 	cart cart
@@ -51,6 +53,10 @@ type Options struct {
 	// NewKey makes idempotency keys for carts and for checkouts that bring
 	// none; default: 128 random bits in hex.
 	NewKey func() string
+	// Receipts queues a receipt print job with every entry, in the same
+	// durable write; Drawer also opens the cash drawer with it whenever
+	// cash changes hands (cash sales, top-ups and refunds of cash sales).
+	Receipts, Drawer bool
 }
 
 // New makes a till selling from opts.Catalog into opts.Ledger.
@@ -58,7 +64,8 @@ func New(opts Options) *Till {
 	if opts.NewKey == nil {
 		opts.NewKey = randomKey
 	}
-	t := &Till{ledger: opts.Ledger, log: opts.Logger.With().Str("component", "till").Logger(), newKey: opts.NewKey}
+	t := &Till{ledger: opts.Ledger, log: opts.Logger.With().Str("component", "till").Logger(), newKey: opts.NewKey,
+		receipt: opts.Receipts, drawer: opts.Receipts && opts.Drawer}
 	t.catalog.Store(opts.Catalog)
 	t.cart.key = t.newKey()
 	return t
@@ -214,6 +221,9 @@ type Checkout struct {
 	Lines []LineRequest
 	// Card is the wallet card's UID, for wallet payments.
 	Card []byte
+	// Tendered is the cash handed over, in minor units, so the receipt
+	// shows the change; 0 when not counted.
+	Tendered int64
 }
 
 // commitTimeout bounds how long the till waits on the ledger for one entry.
@@ -264,7 +274,8 @@ func (t *Till) Checkout(ctx context.Context, c Checkout) (ledger.Entry, error) {
 	if len(c.Lines) == 0 {
 		return ledger.Entry{}, fmt.Errorf("%w: no lines to sell", ErrInvalid)
 	}
-	d := ledger.Draft{Kind: ledger.KindSale, Payment: c.Payment, IdempotencyKey: c.Key, Card: c.Card}
+	d := ledger.Draft{Kind: ledger.KindSale, Payment: c.Payment, IdempotencyKey: c.Key, Card: c.Card, Tendered: c.Tendered,
+		Receipt: t.receipt, Drawer: t.drawer && c.Payment == ledger.PaymentCash}
 	cat := t.Catalog()
 	for i, l := range c.Lines {
 		p, ok := cat.BySKU(l.SKU)
@@ -332,7 +343,12 @@ func (t *Till) Refund(ctx context.Context, saleID, key string) (ledger.Entry, er
 	if key == "" {
 		return ledger.Entry{}, fmt.Errorf("%w: a refund needs an idempotency key", ErrInvalid)
 	}
-	e, err := t.append(ctx, ledger.Draft{Kind: ledger.KindRefund, IdempotencyKey: key, RefundOf: id.Seq})
+	sale, err := t.ledger.Get(id.Seq)
+	if err != nil {
+		return ledger.Entry{}, err
+	}
+	e, err := t.append(ctx, ledger.Draft{Kind: ledger.KindRefund, IdempotencyKey: key, RefundOf: id.Seq,
+		Receipt: t.receipt, Drawer: t.drawer && sale.Payment == ledger.PaymentCash})
 	if err != nil {
 		return ledger.Entry{}, err
 	}
@@ -353,7 +369,8 @@ func (t *Till) TopUp(ctx context.Context, card []byte, amount int64, key string)
 	}
 	e, err := t.append(ctx, ledger.Draft{
 		Kind: ledger.KindTopUp, Payment: ledger.PaymentCash, Card: card, IdempotencyKey: key,
-		Lines: []ledger.Line{{SKU: TopUpSKU, Name: "Wallet top-up", Qty: 1, Price: amount}},
+		Lines:   []ledger.Line{{SKU: TopUpSKU, Name: "Wallet top-up", Qty: 1, Price: amount}},
+		Receipt: t.receipt, Drawer: t.drawer,
 	})
 	if err != nil {
 		return ledger.Entry{}, err
@@ -364,3 +381,23 @@ func (t *Till) TopUp(ctx context.Context, card []byte, amount int64, key string)
 
 // TopUpSKU is the line SKU of a wallet top-up.
 const TopUpSKU = "WALLET-TOPUP"
+
+// Reprint queues another copy of an entry's receipt. It is the only way a
+// receipt prints twice, so it is logged.
+func (t *Till) Reprint(ctx context.Context, saleID string) (ledger.Job, error) {
+	id, err := ledger.ParseID(strings.TrimSpace(saleID))
+	if err != nil {
+		return ledger.Job{}, err
+	}
+	if id.Ledger != t.ledger.LedgerID() {
+		return ledger.Job{}, fmt.Errorf("%w: sale %s was not made on this kiosk", ledger.ErrNotFound, id)
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
+	j, err := t.ledger.Reprint(ctx, id.Seq)
+	if err != nil {
+		return ledger.Job{}, err
+	}
+	t.log.Warn().Str("id", id.String()).Uint32("copy", j.Copy).Msg("receipt reprint requested")
+	return j, nil
+}
