@@ -7,11 +7,14 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/microretail/kioskd/drivers/escpos"
+	"github.com/microretail/kioskd/drivers/scanner"
 	"github.com/microretail/kioskd/firmware/lighting"
 	"github.com/microretail/kioskd/firmware/till"
 )
@@ -30,6 +33,45 @@ type Config struct {
 	Shop    ShopConfig     `toml:"shop"`
 	Catalog []till.Product `toml:"catalog"`
 	Lights  LightsConfig   `toml:"lights"`
+	Printer PrinterConfig  `toml:"printer"`
+	Scanner ScannerConfig  `toml:"scanner"`
+}
+
+// PrinterConfig is the [printer] table. Empty connection settings come
+// from the board profile.
+type PrinterConfig struct {
+	Enabled bool `toml:"enabled"`
+	// Connection is "serial", "usb" or "tcp"; empty picks the board's USB
+	// printer device when it exists, else its UART.
+	Connection string `toml:"connection"`
+	Device     string `toml:"device"`  // serial or USB device path
+	Baud       int    `toml:"baud"`    // serial only
+	Flow       string `toml:"flow"`    // serial only: none, rtscts or xonxoff
+	Address    string `toml:"address"` // tcp only: host or host:port (9100)
+	Paper      string `toml:"paper"`   // "58mm" or "80mm"
+	CodePage   string `toml:"code_page"`
+	// SpeedMMs is the printer's print speed in mm/s, for pacing a serial
+	// link with no flow control.
+	SpeedMMs int `toml:"speed_mm_s"`
+	// Drawer: a cash drawer is wired to the printer's drawer-kick port and
+	// opens whenever cash changes hands.
+	Drawer bool `toml:"drawer"`
+}
+
+// ScannerConfig is the [scanner] table.
+type ScannerConfig struct {
+	Enabled bool `toml:"enabled"`
+	// Kind is "hid" (a USB keyboard-wedge scanner on evdev) or "gm65" (a
+	// UART scanner module).
+	Kind string `toml:"kind"`
+	// Device is the evdev path glob (hid) or the UART (gm65); empty takes
+	// the board profile's.
+	Device string `toml:"device"`
+	Name   string `toml:"name"` // hid: match the device name containing this
+	ID     string `toml:"id"`   // hid: match vendor:product, hex, e.g. "0c2e:0b61"
+	Layout string `toml:"layout"`
+	// Repeat is how long the same code scanned again counts once.
+	Repeat string `toml:"repeat"`
 }
 
 // LightsConfig is the [lights] table.
@@ -57,9 +99,15 @@ type LogConfig struct {
 
 // ShopConfig is the [shop] table.
 type ShopConfig struct {
-	Name     string `toml:"name"`
-	Currency string `toml:"currency"`
-	Timezone string `toml:"timezone"`
+	Name    string `toml:"name"`
+	Address string `toml:"address"` // printed under the name on receipts
+	Phone   string `toml:"phone"`
+	// Footer lines close every receipt; Offer, when set, is a subscription
+	// offer boxed under the footer of sale receipts.
+	Footer   []string `toml:"footer"`
+	Offer    string   `toml:"offer"`
+	Currency string   `toml:"currency"`
+	Timezone string   `toml:"timezone"`
 	// DayStarts is when the business day rolls over, local time, "HH:MM".
 	// A night market trading past midnight counts the small hours to the
 	// evening before.
@@ -71,11 +119,13 @@ const DefaultConfigPath = "/etc/kioskd/kioskd.toml"
 
 func defaultConfig() Config {
 	return Config{
-		Data:   "/var/lib/kioskd",
-		HTTP:   "127.0.0.1:8080",
-		Log:    LogConfig{Level: "info", Format: "auto"},
-		Shop:   ShopConfig{Name: "kioskd stall", Currency: "PKR", Timezone: "Asia/Karachi", DayStarts: "04:00"},
-		Lights: LightsConfig{Scene: lighting.Open, Fade: "800ms", Scenes: lighting.DefaultScenes()},
+		Data:    "/var/lib/kioskd",
+		HTTP:    "127.0.0.1:8080",
+		Log:     LogConfig{Level: "info", Format: "auto"},
+		Shop:    ShopConfig{Name: "kioskd stall", Currency: "PKR", Timezone: "Asia/Karachi", DayStarts: "04:00"},
+		Lights:  LightsConfig{Scene: lighting.Open, Fade: "800ms", Scenes: lighting.DefaultScenes()},
+		Printer: PrinterConfig{Enabled: true, Paper: "58mm", CodePage: "PC437", SpeedMMs: 50, Drawer: true},
+		Scanner: ScannerConfig{Enabled: true, Kind: "hid", Layout: "us", Repeat: "1s"},
 	}
 }
 
@@ -221,10 +271,76 @@ func (c *Config) check() error {
 	} else if _, ok := c.Lights.Scenes[c.Lights.Scene]; !ok {
 		errs = append(errs, fmt.Errorf("lights.scene %q is not a scene", c.Lights.Scene))
 	}
+	errs = append(errs, c.Printer.check()...)
+	errs = append(errs, c.Scanner.check()...)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
 	return nil
+}
+
+func (p *PrinterConfig) check() []error {
+	var errs []error
+	switch p.Connection {
+	case "", "serial", "usb", "tcp":
+	default:
+		errs = append(errs, fmt.Errorf("printer.connection %q: want serial, usb or tcp", p.Connection))
+	}
+	if p.Connection == "tcp" && p.Address == "" {
+		errs = append(errs, errors.New("printer.address: a tcp printer needs an address"))
+	}
+	switch p.Flow {
+	case "", "none", "rtscts", "xonxoff":
+	default:
+		errs = append(errs, fmt.Errorf("printer.flow %q: want none, rtscts or xonxoff", p.Flow))
+	}
+	if p.Baud < 0 || p.Baud > 4_000_000 {
+		errs = append(errs, fmt.Errorf("printer.baud %d", p.Baud))
+	}
+	if p.SpeedMMs < 10 || p.SpeedMMs > 500 {
+		errs = append(errs, fmt.Errorf("printer.speed_mm_s %d: want 10 to 500", p.SpeedMMs))
+	}
+	if _, err := p.paper(); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := escpos.CodePageByName(p.CodePage); err != nil {
+		errs = append(errs, fmt.Errorf("printer.code_page: %w", err))
+	}
+	return errs
+}
+
+func (p *PrinterConfig) paper() (escpos.Paper, error) {
+	switch p.Paper {
+	case "58mm":
+		return escpos.Paper58, nil
+	case "80mm":
+		return escpos.Paper80, nil
+	}
+	return escpos.Paper{}, fmt.Errorf("printer.paper %q: want 58mm or 80mm", p.Paper)
+}
+
+func (s *ScannerConfig) check() []error {
+	var errs []error
+	switch s.Kind {
+	case "hid", "gm65":
+	default:
+		errs = append(errs, fmt.Errorf("scanner.kind %q: want hid or gm65", s.Kind))
+	}
+	if !slices.Contains(scanner.Layouts(), s.Layout) {
+		errs = append(errs, fmt.Errorf("scanner.layout %q: want one of %s", s.Layout, strings.Join(scanner.Layouts(), ", ")))
+	}
+	if d, err := time.ParseDuration(s.Repeat); err != nil || d < 0 || d > time.Minute {
+		errs = append(errs, fmt.Errorf("scanner.repeat %q: want a duration from 0s to 1m", s.Repeat))
+	}
+	if s.ID != "" && !regexp.MustCompile(`^[0-9a-fA-F]{4}:[0-9a-fA-F]{4}$`).MatchString(s.ID) {
+		errs = append(errs, fmt.Errorf("scanner.id %q: want vendor:product in hex, like 0c2e:0b61", s.ID))
+	}
+	return errs
+}
+
+func (s *ScannerConfig) repeat() time.Duration {
+	d, _ := time.ParseDuration(s.Repeat) // checked with the config
+	return d
 }
 
 func (c *Config) dayStart() (time.Duration, error) {

@@ -135,7 +135,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	}
 	hw := openHardware(profile, world)
 	defer hw.Close()
-	periph, err := startPeripherals(profile, hw, cfg, hub, log)
+	periph, err := startPeripherals(profile, hw, world, cfg, hub, log)
 	if err != nil {
 		return err
 	}
@@ -189,8 +189,14 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	if err != nil { // ctx ended before the ledger opened
 		return shutdownHTTP(httpSrv, httpDone, log)
 	}
-	t := till.New(till.Options{Ledger: l, Catalog: catalog, Logger: log})
+	if err := periph.startReceipts(ctx, l, profile, world, cfg, log); err != nil {
+		// Sales go on without receipts; the jobs wait in the ledger.
+		log.Error().Err(err).Msg("receipt printing not started")
+	}
+	t := till.New(till.Options{Ledger: l, Catalog: catalog, Logger: log,
+		Receipts: cfg.Printer.Enabled, Drawer: cfg.Printer.Drawer})
 	api.SetTill(t)
+	periph.setTill(t)
 	_ = periph.lights.SetScene(cfg.Lights.Scene) // checked with the config
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyReady+"\nSTATUS=selling")
 	log.Info().Uint64("head", l.Head()).Uint64("outbox", l.OutboxLen()).Msg("till ready")

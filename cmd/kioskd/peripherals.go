@@ -3,22 +3,30 @@ package main
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
 	"periph.io/x/conn/v3/i2c"
 
 	"github.com/microretail/kioskd/boards"
+	"github.com/microretail/kioskd/drivers/escpos"
 	"github.com/microretail/kioskd/drivers/ina219"
 	"github.com/microretail/kioskd/drivers/mains"
 	"github.com/microretail/kioskd/drivers/max17048"
 	"github.com/microretail/kioskd/drivers/pca9685"
 	"github.com/microretail/kioskd/drivers/pn532"
+	"github.com/microretail/kioskd/drivers/scanner"
 	"github.com/microretail/kioskd/firmware/cards"
 	"github.com/microretail/kioskd/firmware/devices"
 	"github.com/microretail/kioskd/firmware/events"
+	"github.com/microretail/kioskd/firmware/ledger"
 	"github.com/microretail/kioskd/firmware/lighting"
 	"github.com/microretail/kioskd/firmware/power"
+	"github.com/microretail/kioskd/firmware/printing"
+	"github.com/microretail/kioskd/firmware/receipt"
+	"github.com/microretail/kioskd/firmware/sim"
+	"github.com/microretail/kioskd/firmware/till"
 )
 
 // How often each kind of device is worked.
@@ -35,12 +43,20 @@ type peripherals struct {
 	sensors *power.Sensors
 	lights  *lighting.Lights
 	cards   *cards.Reader
+	hub     *events.Hub
+	till    atomic.Pointer[till.Till] // where scans go, once the ledger is open
+
+	hid         *scanner.HID // a keyboard-wedge scanner, running on its own
+	stopScanner context.CancelFunc
+	scannerDone chan struct{}
+
+	receipts atomic.Pointer[printing.Queue]
 }
 
 // startPeripherals opens every device the profile wires, each under
 // supervision. Nothing here waits for a device: the till comes up with
 // whatever answers, and the rest follow as they do.
-func startPeripherals(p boards.Profile, hw hardware, cfg Config, hub *events.Hub, log zerolog.Logger) (*peripherals, error) {
+func startPeripherals(p boards.Profile, hw hardware, world *sim.World, cfg Config, hub *events.Hub, log zerolog.Logger) (*peripherals, error) {
 	lights, err := lighting.New(lighting.Options{
 		Scenes: cfg.Lights.Scenes, Fade: cfg.Lights.fade(), Start: lighting.Off, Logger: log, Events: hub,
 	})
@@ -52,6 +68,7 @@ func startPeripherals(p boards.Profile, hw hardware, cfg Config, hub *events.Hub
 		sensors: power.NewSensors(power.Options{Logger: log, Events: hub}),
 		lights:  lights,
 		cards:   cards.NewReader(cards.Options{Logger: log, Events: hub}),
+		hub:     hub,
 	}
 	for _, d := range p.I2C {
 		spec := devices.Spec{Name: d.Role, Chip: d.Chip}
@@ -120,8 +137,41 @@ func startPeripherals(p boards.Profile, hw hardware, cfg Config, hub *events.Hub
 			return &lighting.Strip{Pin: pin, ActiveHigh: l.ActiveHigh}, nil
 		})})
 	}
+	if err := ps.startScanner(p, cfg.Scanner, world, log); err != nil {
+		ps.Close()
+		return nil, err
+	}
 	return ps, nil
 }
+
+// startReceipts starts the receipt printer and its queue on the ledger.
+// Jobs a crash left half sent are marked in doubt before anything prints.
+func (ps *peripherals) startReceipts(ctx context.Context, l *ledger.Ledger, p boards.Profile, world *sim.World, cfg Config, log zerolog.Logger) error {
+	if !cfg.Printer.Enabled {
+		return nil
+	}
+	paper, _ := cfg.Printer.paper()                      // checked with the config
+	cp, _ := escpos.CodePageByName(cfg.Printer.CodePage) // checked with the config
+	loc, _ := time.LoadLocation(cfg.Shop.Timezone)
+	q := printing.New(printing.Options{Ledger: l, Events: ps.hub, Logger: log, Layout: receipt.Layout{
+		Paper: paper, CodePage: cp, Location: loc,
+		Shop: receipt.Shop{Name: cfg.Shop.Name, Address: cfg.Shop.Address, Phone: cfg.Shop.Phone, Footer: cfg.Shop.Footer, Offer: cfg.Shop.Offer},
+	}})
+	if err := q.Recover(ctx); err != nil {
+		return err
+	}
+	link, err := newPrinterLink(p, cfg.Printer, world, log)
+	if err != nil {
+		return err
+	}
+	ps.receipts.Store(q)
+	ps.sup.Start(devices.Spec{Name: "printer", Chip: "escpos", Every: printerEvery,
+		Device: &printerDevice{link: link, queue: q, log: log, clock: time.Now}})
+	return nil
+}
+
+// setTill sends scans to t from now on.
+func (ps *peripherals) setTill(t *till.Till) { ps.till.Store(t) }
 
 // onBus returns an opener for a chip: it finds the chip's bus, then makes
 // its driver there. A bus that is missing now is looked for again at the
@@ -138,7 +188,13 @@ func onBus[D any](hw hardware, d boards.I2CDevice, newDev func(i2c.Bus, uint16) 
 }
 
 // DeviceStates implements till.Peripherals.
-func (ps *peripherals) DeviceStates() map[string]string { return ps.sup.States() }
+func (ps *peripherals) DeviceStates() map[string]string {
+	m := ps.sup.States()
+	if s, ok := ps.scannerState(); ok {
+		m["scanner"] = s
+	}
+	return m
+}
 
 // StateExtras implements till.Peripherals.
 func (ps *peripherals) StateExtras() map[string]any {
@@ -150,6 +206,9 @@ func (ps *peripherals) StateExtras() map[string]any {
 	if t, ok := ps.cards.Last(); ok {
 		m["last_tap"] = t
 	}
+	if q := ps.receipts.Load(); q != nil {
+		m["printer"] = q.State()
+	}
 	return m
 }
 
@@ -160,5 +219,12 @@ const devicesBudget = 2 * time.Second
 func (ps *peripherals) Close() {
 	ctx, cancel := context.WithTimeout(context.Background(), devicesBudget)
 	defer cancel()
+	if ps.stopScanner != nil {
+		ps.stopScanner()
+		select {
+		case <-ps.scannerDone:
+		case <-time.After(scannerBudget):
+		}
+	}
 	ps.sup.Close(ctx)
 }

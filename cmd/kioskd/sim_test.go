@@ -115,6 +115,11 @@ type state struct {
 	Lights struct {
 		Scene string `json:"scene"`
 	} `json:"lights"`
+	Printer struct {
+		Printer string `json:"printer"`
+		Waiting string `json:"waiting"`
+		Queue   []any  `json:"queue"`
+	} `json:"printer"`
 }
 
 func (p *proc) get(path string) (int, map[string]any, error) {

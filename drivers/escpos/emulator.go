@@ -251,6 +251,20 @@ func (e *Emulator) change(f func()) {
 	e.process()
 }
 
+// Paper is what the paper sensors see.
+func (e *Emulator) Paper() PaperLevel {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.level
+}
+
+// CoverOpen reports whether the cover is open.
+func (e *Emulator) CoverOpen() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.cover
+}
+
 // Receipts returns the receipts ended by a cut and, if it has anything on
 // it, the one in progress.
 func (e *Emulator) Receipts() []Receipt {

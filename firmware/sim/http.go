@@ -19,13 +19,17 @@ const maxBody = 4 << 10
 // DefaultHold is how long a tapped card stays in the field.
 const DefaultHold = 1500 * time.Millisecond
 
-// Handler serves /api/sim/…: mains, battery, tap, fault and world.
+// Handler serves /api/sim/…: mains, battery, tap, fault, scan, printer
+// and world.
 func (w *World) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/sim/mains", w.postMains)
 	mux.HandleFunc("POST /api/sim/battery", w.postBattery)
 	mux.HandleFunc("POST /api/sim/tap", w.postTap)
 	mux.HandleFunc("POST /api/sim/fault", w.postFault)
+	mux.HandleFunc("POST /api/sim/scan", w.postScan)
+	mux.HandleFunc("GET /api/sim/printer", w.getPrinter)
+	mux.HandleFunc("POST /api/sim/printer", w.postPrinter)
 	mux.HandleFunc("GET /api/sim/world", func(rw http.ResponseWriter, r *http.Request) {
 		httpjson.Write(rw, http.StatusOK, w.State())
 	})

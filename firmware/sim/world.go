@@ -14,6 +14,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"os"
 	"sync"
 	"time"
 
@@ -23,10 +24,12 @@ import (
 
 	"github.com/microretail/kioskd/boards"
 	"github.com/microretail/kioskd/drivers/emu"
+	"github.com/microretail/kioskd/drivers/escpos"
 	"github.com/microretail/kioskd/drivers/ina219"
 	"github.com/microretail/kioskd/drivers/max17048"
 	"github.com/microretail/kioskd/drivers/pca9685"
 	"github.com/microretail/kioskd/drivers/pn532"
+	"github.com/microretail/kioskd/drivers/scanner"
 )
 
 // The battery model: one 18650-class cell, as on a Geekworm or Waveshare
@@ -63,9 +66,12 @@ type World struct {
 	Shunt *ina219.Emulator
 	NFC   *pn532.Emulator
 	PWM   *pca9685.Emulator
-	lines map[string]*emu.Pin
-	addrs map[string]uint16 // role → address
-	mains boards.Line
+	// Printer is the receipt printer, on a board whose profile names the
+	// "sim" printer device.
+	Printer *escpos.Emulator
+	lines   map[string]*emu.Pin
+	addrs   map[string]uint16 // role → address
+	mains   boards.Line
 
 	clock func() time.Time
 
@@ -77,12 +83,17 @@ type World struct {
 	amps    float64 // battery current, negative discharging
 	last    time.Time
 	tapGen  int // which tap the pending removal belongs to
+
+	scanIn, scanOut *os.File // the emulated scanner's pipe: driver end, emulator end
+	keyboard        *scanner.KeyboardEmulator
 }
 
 // Options configures a World.
 type Options struct {
 	Clock func() time.Time
 	Seed  uint64 // for the bus's injected garbage
+	// Paper is the emulated printer's paper width; default 58 mm.
+	Paper escpos.Paper
 }
 
 // New builds the world a board profile describes: an emulator for every
@@ -137,6 +148,15 @@ func New(p boards.Profile, opts Options) (*World, error) {
 			if w.NFC != nil {
 				w.lines[l.Name].OnOut(w.NFC.ResetLine())
 			}
+		}
+	}
+	if p.Printer.Device == "sim" || p.Scanner == "sim" {
+		paper := opts.Paper
+		if paper.Columns == 0 {
+			paper = escpos.Paper58
+		}
+		if err := w.newPeripherals(paper); err != nil {
+			return nil, err
 		}
 	}
 	w.mu.Lock()
