@@ -9,7 +9,8 @@ RACE_PKGS := ./drivers/... ./firmware/... ./cmd/...
 
 # Packages whose tests also run on the boards' CPUs under qemu-user.
 ARM_TEST_PKGS := boards drivers/barcode drivers/emu drivers/ina219 drivers/max17048 drivers/mains \
-	drivers/pca9685 drivers/pn532 firmware/cards firmware/lighting firmware/sim firmware/ledger firmware/till
+	drivers/pca9685 drivers/pn532 drivers/escpos drivers/scanner drivers/transport firmware/cards firmware/lighting \
+	firmware/sim firmware/ledger firmware/till firmware/printing firmware/receipt
 
 .PHONY: all build run test test-arm bench cross lint clean
 

@@ -167,3 +167,20 @@ func TestWrap(t *testing.T) {
 		t.Fatalf("wrap of nothing = %q", got)
 	}
 }
+
+// BenchmarkSaleReceipt lays out a three-line cash sale on 58 mm paper: the
+// work on the checkout path before a receipt is sent.
+func BenchmarkSaleReceipt(b *testing.B) {
+	l, e := layout(escpos.Paper58), entries()["sale"]
+	var n int
+	for b.Loop() {
+		out, err := l.Entry(e, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n = len(out)
+	}
+	b.ReportMetric(float64(n), "bytes/receipt")
+	// At 19200 baud a byte takes 11 bit times on the wire.
+	b.ReportMetric(float64(n)*11/19200*1000, "wire-ms@19200")
+}
