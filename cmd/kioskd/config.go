@@ -322,7 +322,11 @@ func (p *PrinterConfig) paper() (escpos.Paper, error) {
 func (s *ScannerConfig) check() []error {
 	var errs []error
 	switch s.Kind {
-	case "hid", "gm65":
+	case "hid":
+	case "gm65":
+		if s.Enabled && s.Device == "" {
+			errs = append(errs, errors.New("scanner.device: a gm65 scanner needs the UART it is on"))
+		}
 	default:
 		errs = append(errs, fmt.Errorf("scanner.kind %q: want hid or gm65", s.Kind))
 	}

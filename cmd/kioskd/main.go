@@ -129,9 +129,11 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	hub := events.NewHub(0, nil)
 	var world *sim.World
 	if profile.IsSim() {
-		if world, err = sim.New(profile, sim.Options{Seed: uint64(time.Now().UnixNano())}); err != nil {
+		paper, _ := cfg.Printer.paper() // checked with the config
+		if world, err = sim.New(profile, sim.Options{Seed: uint64(time.Now().UnixNano()), Paper: paper}); err != nil {
 			return err
 		}
+		defer world.Close()
 	}
 	hw := openHardware(profile, world)
 	defer hw.Close()
@@ -201,8 +203,10 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyReady+"\nSTATUS=selling")
 	log.Info().Uint64("head", l.Head()).Uint64("outbox", l.OutboxLen()).Msg("till ready")
 
+	wdCtx, stopWatchdog := context.WithCancel(ctx)
+	defer stopWatchdog()
 	wdDone := make(chan struct{})
-	go func() { defer close(wdDone); watchdog(ctx, l, log) }()
+	go func() { defer close(wdDone); watchdog(wdCtx, l, log) }()
 
 	select {
 	case <-ctx.Done():
@@ -218,6 +222,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	go func() { defer close(devDone); periph.Close() }()
 	herr := shutdownHTTP(httpSrv, httpDone, log)
 	<-devDone
+	stopWatchdog() // also when the listener failed and ctx is still live
 	<-wdDone
 	if err := l.Close(); err != nil {
 		log.Error().Err(err).Msg("closing the ledger")

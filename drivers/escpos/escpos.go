@@ -226,9 +226,10 @@ func (d *Dev) peek() (Reply, bool) {
 // print. After sending (and, when paced, after the time the printer needs
 // to print it) it asks again: if printing stopped it returns that error.
 // The printer then holds the rest of the job and prints it once the cause
-// is cleared; do not send it again. (Paced, without flow control, what
-// did not fit the printer's buffer is lost: see the package doc.) Every
-// error returned before the first byte left wraps ErrNotSent.
+// is cleared, and the error wraps ErrHeld; do not send it again. (Paced,
+// without flow control, what did not fit the printer's buffer is lost, so
+// the error does not wrap ErrHeld: see the package doc.) Every error
+// returned before the first byte left wraps ErrNotSent.
 func (d *Dev) Print(data []byte) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -252,6 +253,9 @@ func (d *Dev) Print(data []byte) error {
 		return fmt.Errorf("%w: %w", ErrNotSent, err)
 	}
 	if err != nil {
+		// Cut off part way: the printer has only part of the job, whatever
+		// it says now (never ErrHeld). Say why, if it can.
+		err = fmt.Errorf("escpos: job cut off after %d of %d bytes: %w", d.sent, len(data), err)
 		if st, serr := d.status(); serr == nil && st.Err() != nil {
 			return fmt.Errorf("%w (%w)", st.Err(), err)
 		}
@@ -261,7 +265,11 @@ func (d *Dev) Print(data []byte) error {
 		return err
 	}
 	if err := st.Err(); err != nil {
-		return fmt.Errorf("escpos: printing stopped: %w", err)
+		if d.pace != nil {
+			// Without flow control, what did not fit its buffer is lost.
+			return fmt.Errorf("escpos: printing stopped, and a printer without flow control may have dropped part of the job: %w", err)
+		}
+		return fmt.Errorf("escpos: printing stopped: %w: %w", ErrHeld, err)
 	}
 	return nil
 }

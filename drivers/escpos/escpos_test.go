@@ -110,8 +110,8 @@ func TestPaperOutWhilePrinting(t *testing.T) {
 	p.hook = func() { e.SetPaper(PaperOut) }
 	job := sampleReceipt().Bytes()
 	err := d.Print(job)
-	if !errors.Is(err, ErrPaperOut) || errors.Is(err, ErrNotSent) {
-		t.Fatalf("Print: %v, want ErrPaperOut and not ErrNotSent: the job left", err)
+	if !errors.Is(err, ErrPaperOut) || !errors.Is(err, ErrHeld) || errors.Is(err, ErrNotSent) {
+		t.Fatalf("Print: %v, want ErrPaperOut and ErrHeld, not ErrNotSent: the job left", err)
 	}
 	if e.Printed() < 60 || e.Held() < len(job)-60 {
 		t.Errorf("printed %d, held %d of %d", e.Printed(), e.Held(), len(job))
@@ -321,8 +321,8 @@ func TestPrintCutOff(t *testing.T) {
 	d.port = &cutPort{Emulator: e, after: 40}
 	before := e.Printed() + 9 // and Print's DLE EOT 1, 2, 4
 	err := d.Print(sampleReceipt().Bytes())
-	if err == nil || errors.Is(err, ErrNotSent) {
-		t.Fatalf("Print: %v, want an error that is not ErrNotSent", err)
+	if err == nil || errors.Is(err, ErrNotSent) || errors.Is(err, ErrHeld) {
+		t.Fatalf("Print: %v, want an error that is neither ErrNotSent nor ErrHeld", err)
 	}
 	if got := e.Printed() + e.Held() - before; got != 40 {
 		t.Fatalf("printer got %d bytes of the job, want 40", got)

@@ -21,6 +21,10 @@ var (
 	// print, did not answer, or the first write failed), so sending it
 	// again cannot print it twice.
 	ErrNotSent = errors.New("escpos: job not sent")
+	// ErrHeld: Print sent all of the job over a flow-controlled link and
+	// the printer then stopped (paper out mid-receipt): it holds the rest
+	// and prints it when the cause clears. Do not send the job again.
+	ErrHeld = errors.New("escpos: job held by the printer")
 )
 
 // Fixed bits of the replies (ESC/POS reference, "transmission status

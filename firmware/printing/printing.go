@@ -117,9 +117,13 @@ func (q *Queue) Recover(ctx context.Context) error {
 	return nil
 }
 
-// Disconnected tells the queue the printer cannot be reached.
+// Disconnected tells the queue the printer cannot be reached. Jobs it was
+// holding are in doubt: a printer that comes back has lost its buffer.
 func (q *Queue) Disconnected(err error) {
 	q.setPrinter(NotConnected, false, "the printer is not connected: "+err.Error())
+	ctx, cancel := context.WithTimeout(context.Background(), outcomeTimeout)
+	defer cancel()
+	q.forgetDelivered(ctx)
 }
 
 // Step does one round with an open printer: read its status, settle what
@@ -129,13 +133,18 @@ func (q *Queue) Step(ctx context.Context, p Printer) error {
 	st, err := p.Status()
 	if err != nil {
 		q.setPrinter(NotConnected, false, "the printer does not answer: "+err.Error())
+		q.forgetDelivered(ctx)
 		return err
 	}
 	jobs, err := q.opts.Ledger.OpenJobs()
 	if err != nil {
 		return err
 	}
-	q.drawers(jobs, p)
+	if err := q.drawers(jobs, p); err != nil {
+		// No receipt goes out before its cash drawer opened: printing it
+		// would end the job's chance of opening the drawer.
+		return err
+	}
 	if err := st.Err(); err != nil {
 		q.setPrinter(printerState(st), st.PaperNearEnd, waitReason(err))
 		return nil
@@ -170,7 +179,7 @@ func (q *Queue) Step(ctx context.Context, p Printer) error {
 // receipts print and whether or not there is paper: the cashier needs the
 // change now. A drawer pulse is not durable: after a restart a job still
 // queued pulses again, which costs a drawer opening, never money.
-func (q *Queue) drawers(jobs []ledger.Job, p Printer) {
+func (q *Queue) drawers(jobs []ledger.Job, p Printer) error {
 	for _, j := range jobs {
 		q.mu.Lock()
 		_, done := q.drawn[j.Seq]
@@ -180,13 +189,14 @@ func (q *Queue) drawers(jobs []ledger.Job, p Printer) {
 		}
 		if err := p.OpenDrawer(q.opts.DrawerPin); err != nil {
 			q.logOnce(err, "opening the cash drawer failed")
-			return
+			return fmt.Errorf("printing: cash drawer: %w", err)
 		}
 		q.mu.Lock()
 		q.drawn[j.Seq] = struct{}{}
 		q.mu.Unlock()
 		q.log.Info().Uint64("seq", j.Seq).Msg("cash drawer opened")
 	}
+	return nil
 }
 
 // print sends one queued job.
@@ -208,6 +218,10 @@ func (q *Queue) print(ctx context.Context, p Printer, j ledger.Job) error {
 		return err
 	}
 	perr := p.Print(data)
+	// What happened to the job is recorded even if kioskd is stopping: the
+	// supervisor's ctx may be cancelled by now.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), outcomeTimeout)
+	defer cancel()
 	switch {
 	case perr == nil:
 		return q.move(ctx, j, ledger.JobPrinted)
@@ -221,7 +235,7 @@ func (q *Queue) print(ctx context.Context, p Printer, j ledger.Job) error {
 			return nil
 		}
 		return perr
-	case statusErr(perr) != "":
+	case errors.Is(perr, escpos.ErrHeld):
 		// All of it reached the printer, which then stopped (paper ran out
 		// mid-receipt): it holds the rest and prints it when it can.
 		q.mu.Lock()
@@ -231,12 +245,38 @@ func (q *Queue) print(ctx context.Context, p Printer, j ledger.Job) error {
 		q.log.Warn().Err(perr).Uint64("seq", j.Seq).Msg("printer stopped during a receipt; it finishes when it can")
 		return nil
 	default:
-		// The link failed part way: some of it may be on paper.
+		// The link failed part way, or a printer without flow control
+		// stopped and may have dropped some: part of it may be on paper.
+		if st := statusErr(perr); st != "" {
+			q.setPrinter(st, false, waitReason(perr))
+		}
 		q.log.Error().Err(perr).Uint64("seq", j.Seq).Msg("receipt send failed part way; not sent again unless reprinted")
 		if err := q.move(ctx, j, ledger.JobInDoubt); err != nil {
 			return err
 		}
 		return perr
+	}
+}
+
+// outcomeTimeout bounds recording what became of a job once sent.
+const outcomeTimeout = 5 * time.Second
+
+// forgetDelivered gives up on the jobs a stopped printer was holding: the
+// printer went away (unplugged, power-cycled, not answering) and its buffer
+// with them. They may be partly on paper: in doubt.
+func (q *Queue) forgetDelivered(ctx context.Context) {
+	q.mu.Lock()
+	held := q.delivered
+	q.delivered = map[uint64]struct{}{}
+	q.mu.Unlock()
+	for seq := range held {
+		j, ok, err := q.opts.Ledger.Job(seq)
+		if err != nil || !ok || j.State != ledger.JobSending {
+			continue
+		}
+		if err := q.move(ctx, j, ledger.JobInDoubt); err != nil {
+			q.log.Error().Err(err).Uint64("seq", seq).Msg("cannot mark a lost receipt in doubt")
+		}
 	}
 }
 

@@ -238,7 +238,7 @@ func TestSendOutcomes(t *testing.T) {
 
 	// All of it left, then the paper ran out: held by the printer, settled
 	// once it is back, and never sent again.
-	p = &scripted{err: fmt.Errorf("escpos: after printing: %w", escpos.ErrPaperOut)}
+	p = &scripted{err: fmt.Errorf("escpos: printing stopped: %w: %w", escpos.ErrHeld, escpos.ErrPaperOut)}
 	e = f.sell(ledger.PaymentWallet)
 	f.step(p)
 	if j := f.job(e.Seq); j.State != ledger.JobSending || f.queue.State().Printer != PaperOut {
@@ -292,5 +292,54 @@ func TestRestartNeverPrintsTwice(t *testing.T) {
 	f.step(p)
 	if len(p.prints) != 1 || f.job(queued.Seq).State != ledger.JobPrinted || f.job(e.Seq).State != ledger.JobInDoubt {
 		t.Fatalf("after the restart: %d prints, jobs %+v %+v", len(p.prints), f.job(e.Seq), f.job(queued.Seq))
+	}
+}
+
+// flakyDrawer fails its first drawer pulse.
+type flakyDrawer struct {
+	scripted
+	failed bool
+}
+
+func (f *flakyDrawer) OpenDrawer(pin int) error {
+	if !f.failed {
+		f.failed = true
+		return errors.New("escpos: no reply")
+	}
+	return f.scripted.OpenDrawer(pin)
+}
+
+func TestNoReceiptBeforeItsDrawer(t *testing.T) {
+	f := newFixture(t)
+	e := f.sell(ledger.PaymentCash)
+	p := &flakyDrawer{}
+	if err := f.queue.Step(context.Background(), p); err == nil {
+		t.Fatal("a failed drawer pulse is not reported")
+	}
+	if len(p.prints) != 0 || f.job(e.Seq).State != ledger.JobQueued {
+		t.Fatalf("printed before the drawer opened: %d prints, %+v", len(p.prints), f.job(e.Seq))
+	}
+	f.step(p)
+	if p.drawer != 1 || len(p.prints) != 1 || f.job(e.Seq).State != ledger.JobPrinted {
+		t.Fatalf("after the retry: %d pulses, %d prints, %+v", p.drawer, len(p.prints), f.job(e.Seq))
+	}
+}
+
+// TestHeldJobLostWithThePrinter: a printer holding the rest of a receipt
+// goes away (power-cycled to clear the fault); its buffer went with it, so
+// the job is in doubt, not printed.
+func TestHeldJobLostWithThePrinter(t *testing.T) {
+	f := newFixture(t)
+	e := f.sell(ledger.PaymentWallet)
+	p := &scripted{err: fmt.Errorf("escpos: printing stopped: %w: %w", escpos.ErrHeld, escpos.ErrPaperOut)}
+	f.step(p)
+	if f.job(e.Seq).State != ledger.JobSending {
+		t.Fatalf("held job: %+v", f.job(e.Seq))
+	}
+	f.queue.Disconnected(errors.New("unplugged"))
+	p.status = escpos.Status{}
+	f.step(p)
+	if j := f.job(e.Seq); j.State != ledger.JobInDoubt || len(p.prints) != 1 {
+		t.Fatalf("after the printer came back empty: %+v, %d prints", j, len(p.prints))
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"time"
 
 	"github.com/microretail/kioskd/drivers/escpos"
 	"github.com/microretail/kioskd/drivers/scanner"
@@ -45,8 +46,19 @@ func (w *World) Scan(code string) error {
 	if w.keyboard == nil {
 		return errors.New("sim: this board has no emulated scanner")
 	}
-	return w.keyboard.Type(code)
+	// Nothing may be reading (the scanner disabled, or configured to a
+	// real device): a full pipe fails the scan instead of hanging it.
+	if err := w.scanOut.SetWriteDeadline(time.Now().Add(scanTimeout)); err != nil {
+		return err
+	}
+	if err := w.keyboard.Type(code); err != nil {
+		return fmt.Errorf("sim: the scanner driver is not reading: %w", err)
+	}
+	return nil
 }
+
+// scanTimeout bounds typing one code into the scanner pipe.
+const scanTimeout = 5 * time.Second
 
 // Close unplugs the emulated scanner, which ends its driver's reads.
 func (w *World) Close() error {
