@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/microretail/kioskd/internal/wait"
 	"periph.io/x/conn/v3"
 	"periph.io/x/conn/v3/gpio"
 	"periph.io/x/conn/v3/i2c"
@@ -508,12 +509,8 @@ func (d *Dev) pulseReset(ctx context.Context) error {
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
+	if !wait.After(ctx, d) {
 		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
+	return nil
 }

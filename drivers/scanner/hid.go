@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/microretail/kioskd/drivers/barcode"
+	"github.com/microretail/kioskd/internal/wait"
 	"github.com/rs/zerolog"
 )
 
@@ -85,7 +86,7 @@ func (o HIDOpts) withDefaults() HIDOpts {
 		o.Clock = time.Now
 	}
 	if o.After == nil {
-		o.After = after
+		o.After = wait.After
 	}
 	return o
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/microretail/kioskd/drivers/barcode"
 	"github.com/microretail/kioskd/internal/testclock"
+	"github.com/microretail/kioskd/internal/wait"
 	"github.com/rs/zerolog"
 )
 
@@ -324,7 +325,7 @@ func TestHIDReconnect(t *testing.T) {
 			mu.Lock()
 			waits = append(waits, d)
 			mu.Unlock()
-			return after(ctx, time.Millisecond)
+			return wait.After(ctx, time.Millisecond)
 		},
 	})
 	h.open = devs.open

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/microretail/kioskd/internal/wait"
 	"github.com/rs/zerolog"
 )
 
@@ -83,7 +84,7 @@ func NewLink(d Dialer, opts *Opts) *Link {
 		o.Clock = time.Now
 	}
 	if o.After == nil {
-		o.After = after
+		o.After = wait.After
 	}
 	l := &Link{d: d, opts: o, log: o.Logger.With().Str("link", d.String()).Logger(), rto: o.ReadTimeout, wto: o.WriteTimeout}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
@@ -320,14 +321,3 @@ func (e *downError) Error() string {
 }
 
 func (e *downError) Unwrap() []error { return []error{ErrDisconnected, e.cause} }
-
-func after(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}

@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/microretail/kioskd/firmware/events"
+	"github.com/microretail/kioskd/internal/wait"
 )
 
 // State is a device's health.
@@ -106,23 +107,12 @@ func New(opts Options) *Supervisor {
 		opts.MaxBackoff = max(time.Minute, opts.MinBackoff)
 	}
 	if opts.After == nil {
-		opts.After = sleep
+		opts.After = wait.After
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Supervisor{
 		opts: opts, log: opts.Logger.With().Str("component", "devices").Logger(),
 		health: map[string]*Health{}, ctx: ctx, cancel: cancel,
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 
