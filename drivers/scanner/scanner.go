@@ -190,7 +190,6 @@ func (b *backoff) next() time.Duration {
 
 func (b *backoff) reset() { b.cur = 0 }
 
-
 type deadliner interface {
 	SetReadDeadline(time.Time) error
 }
