@@ -141,7 +141,7 @@ func (d *printerDevice) Step(ctx context.Context) error {
 		return nil
 	}
 	err := d.queue.Step(ctx, d.dev)
-	d.ready = err == nil && d.queue.State().Printer == printing.Ready
+	d.ready = err == nil && d.queue.Ready()
 	d.next = now.Add(printerIdle)
 	return err
 }

@@ -17,7 +17,8 @@ import (
 	"github.com/microretail/kioskd/firmware/sim"
 )
 
-// startScanner starts the barcode scanner the config and the board name.
+// startScanner starts the barcode scanner the config and the board profile
+// name.
 // A keyboard-wedge scanner finds its device, grabs it and reconnects by
 // itself, so it runs in its own goroutine; a UART module is a supervised
 // device. Every read goes to onScan.

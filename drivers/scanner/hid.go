@@ -186,7 +186,7 @@ func (h *HID) Run(ctx context.Context, emit func(Scan)) error {
 		return fmt.Errorf("scanner: %s: empty Match would grab any keyboard", h)
 	}
 	log := onceLog{l: h.opts.Logger}
-	b := backoff{min: h.opts.Backoff, max: h.opts.MaxBackoff}
+	b := wait.Backoff{Min: h.opts.Backoff, Max: h.opts.MaxBackoff}
 	for {
 		dev, path, err := h.open()
 		if err == nil {
@@ -201,11 +201,11 @@ func (h *HID) Run(ctx context.Context, emit func(Scan)) error {
 				return nil
 			}
 			if got {
-				b.reset()
+				b.Reset()
 			}
 		}
 		log.warn(err, "scanner: waiting for the device", "")
-		if !h.opts.After(ctx, b.next()) {
+		if !h.opts.After(ctx, b.Next()) {
 			return nil
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"sync"
 	"time"
 	"unicode"
@@ -169,26 +168,6 @@ func (o *onceLog) warn(err error, msg, raw string) {
 }
 
 func (o *onceLog) reset() { o.last = "" }
-
-// backoff is an exponential reconnect delay with jitter.
-type backoff struct {
-	min, max, cur time.Duration
-}
-
-// next returns the next delay: doubling from min up to max, each drawn
-// uniformly from its upper half.
-func (b *backoff) next() time.Duration {
-	switch {
-	case b.cur == 0:
-		b.cur = b.min
-	case b.cur < b.max:
-		b.cur = min(2*b.cur, b.max)
-	}
-	half := b.cur / 2
-	return half + rand.N(half+1)
-}
-
-func (b *backoff) reset() { b.cur = 0 }
 
 type deadliner interface {
 	SetReadDeadline(time.Time) error

@@ -80,17 +80,3 @@ func TestDedup(t *testing.T) {
 		})
 	}
 }
-
-func TestBackoff(t *testing.T) {
-	b := backoff{min: 100 * time.Millisecond, max: 800 * time.Millisecond}
-	for i, top := range []time.Duration{100, 200, 400, 800, 800} {
-		top *= time.Millisecond
-		if d := b.next(); d < top/2 || d > top {
-			t.Fatalf("delay %d = %v, want in [%v, %v]", i, d, top/2, top)
-		}
-	}
-	b.reset()
-	if d := b.next(); d > 100*time.Millisecond {
-		t.Fatalf("after reset: %v", d)
-	}
-}

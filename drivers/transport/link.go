@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"strings"
 	"sync"
@@ -55,9 +54,9 @@ type Link struct {
 	mu       sync.Mutex
 	conn     Conn // nil while down
 	closed   bool
-	fails    int       // consecutive failures since the last successful I/O
-	cause    error     // why the link is down; nil before the first dial
-	retry    time.Time // no dial before this
+	backoff  wait.Backoff // the next dial's delay; reset by successful I/O
+	cause    error        // why the link is down; nil before the first dial
+	retry    time.Time    // no dial before this
 	rto, wto time.Duration
 }
 
@@ -86,7 +85,8 @@ func NewLink(d Dialer, opts *Opts) *Link {
 	if o.After == nil {
 		o.After = wait.After
 	}
-	l := &Link{d: d, opts: o, log: o.Logger.With().Str("link", d.String()).Logger(), rto: o.ReadTimeout, wto: o.WriteTimeout}
+	l := &Link{d: d, opts: o, log: o.Logger.With().Str("link", d.String()).Logger(), rto: o.ReadTimeout, wto: o.WriteTimeout,
+		backoff: wait.Backoff{Min: o.MinBackoff, Max: o.MaxBackoff}}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	return l
 }
@@ -174,9 +174,9 @@ func (l *Link) Connect(ctx context.Context) error {
 			return err
 		}
 		l.mu.Lock()
-		wait := l.retry.Sub(l.opts.Clock())
+		left := l.retry.Sub(l.opts.Clock())
 		l.mu.Unlock()
-		if wait > 0 && !l.opts.After(ctx, wait) || ctx.Err() != nil {
+		if left > 0 && !l.opts.After(ctx, left) || ctx.Err() != nil {
 			if l.ctx.Err() != nil {
 				return ErrClosed
 			}
@@ -272,7 +272,7 @@ func (l *Link) current() (Conn, error) {
 // ok records successful I/O: the next failure backs off from the start.
 func (l *Link) ok() {
 	l.mu.Lock()
-	l.fails = 0
+	l.backoff.Reset()
 	l.mu.Unlock()
 }
 
@@ -296,16 +296,10 @@ func (l *Link) down(cause error) error {
 		l.conn.Close()
 		l.conn = nil
 	}
-	l.fails++
-	b := l.opts.MinBackoff
-	for i := 1; i < l.fails && b < l.opts.MaxBackoff; i++ {
-		b *= 2
-	}
-	b = min(b, l.opts.MaxBackoff)
-	wait := b/2 + rand.N(b/2+1) // jitter, so that kiosks on one network do not redial in step
-	l.retry = l.opts.Clock().Add(wait)
+	delay := l.backoff.Next()
+	l.retry = l.opts.Clock().Add(delay)
 	if l.cause == nil || l.cause.Error() != cause.Error() {
-		l.log.Warn().Err(cause).Dur("retry_in", wait).Msg("transport: link down")
+		l.log.Warn().Err(cause).Dur("retry_in", delay).Msg("transport: link down")
 	}
 	l.cause = cause
 	return l.disconnected(cause)

@@ -42,12 +42,15 @@ var (
 	keyAck  = []byte("mack")
 )
 
-func entryKey(seq uint64) []byte {
+// seqKey is the key of a row kept per entry: tag, then the seq u64be.
+func seqKey(tag byte, seq uint64) []byte {
 	k := make([]byte, 9)
-	k[0] = tagEntry
+	k[0] = tag
 	binary.BigEndian.PutUint64(k[1:], seq)
 	return k
 }
+
+func entryKey(seq uint64) []byte { return seqKey(tagEntry, seq) }
 
 func seqFromEntryKey(k []byte) (uint64, error) {
 	if len(k) != 9 || k[0] != tagEntry {
@@ -60,12 +63,7 @@ func idempotencyKey(key string) []byte {
 	return append([]byte{tagKey}, key...)
 }
 
-func refundedKey(seq uint64) []byte {
-	k := make([]byte, 9)
-	k[0] = tagRefunded
-	binary.BigEndian.PutUint64(k[1:], seq)
-	return k
-}
+func refundedKey(seq uint64) []byte { return seqKey(tagRefunded, seq) }
 
 func dayKey(d Day) []byte {
 	k := make([]byte, 5)

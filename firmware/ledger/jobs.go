@@ -73,18 +73,8 @@ const (
 	jobDrawer  = 1 << 0
 )
 
-func jobKey(seq uint64) []byte {
-	k := make([]byte, 9)
-	k[0] = tagJob
-	binary.BigEndian.PutUint64(k[1:], seq)
-	return k
-}
-
-func openJobKey(seq uint64) []byte {
-	k := jobKey(seq)
-	k[0] = tagOpenJob
-	return k
-}
+func jobKey(seq uint64) []byte     { return seqKey(tagJob, seq) }
+func openJobKey(seq uint64) []byte { return seqKey(tagOpenJob, seq) }
 
 func encodeJob(j Job) []byte {
 	v := make([]byte, jobHeader, jobHeader+binary.MaxVarintLen32)

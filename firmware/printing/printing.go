@@ -423,6 +423,13 @@ type State struct {
 	Recent       []JobView `json:"recent"`            // the last finished jobs, newest last
 }
 
+// Ready reports whether the printer could print at the last look.
+func (q *Queue) Ready() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.printer == Ready
+}
+
 // State reports the printer and its queue.
 func (q *Queue) State() State {
 	jobs, _ := q.opts.Ledger.OpenJobs()

@@ -16,3 +16,17 @@ func TestAfter(t *testing.T) {
 		t.Fatal("After with an ended context returned true")
 	}
 }
+
+func TestBackoff(t *testing.T) {
+	b := Backoff{Min: 100 * time.Millisecond, Max: 800 * time.Millisecond}
+	for i, top := range []time.Duration{100, 200, 400, 800, 800} {
+		top *= time.Millisecond
+		if d := b.Next(); d < top/2 || d > top {
+			t.Fatalf("delay %d = %v, want in [%v, %v]", i, d, top/2, top)
+		}
+	}
+	b.Reset()
+	if d := b.Next(); d > 100*time.Millisecond {
+		t.Fatalf("after reset: %v", d)
+	}
+}
