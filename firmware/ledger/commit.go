@@ -234,7 +234,7 @@ func (l *Ledger) prepareGuarded(reqs []*request) (g *group) {
 func (l *Ledger) prepare(reqs []*request) *group {
 	g := &group{reqs: reqs, results: make([]result, len(reqs)), acked: l.seqAcked}
 	p := preparer{l: l, g: g, inGroup: map[string]int{}, refunded: map[uint64]uint64{},
-		days: map[Day]*Totals{}, changed: map[Day]bool{}, wallets: map[string]int64{}}
+		days: map[Day]*Totals{}, changed: map[Day]bool{}, wallets: map[string]int64{}, stock: map[string]int64{}}
 	defer func() {
 		// Also on a panic (see prepareGuarded): an open iterator pins the
 		// store's files and counts as leaked when the store closes.
@@ -252,7 +252,7 @@ func (l *Ledger) prepare(reqs []*request) *group {
 			g.results[i].err = p.ack(r.ack)
 		}
 	}
-	if n := len(p.changed) + len(p.wallets) + len(p.jobs); n > 0 {
+	if n := len(p.changed) + len(p.wallets) + len(p.stock) + len(p.jobs); n > 0 {
 		g.rows = make(map[string][]byte, n)
 	}
 	for k, v := range p.jobs {
@@ -265,6 +265,11 @@ func (l *Ledger) prepare(reqs []*request) *group {
 	}
 	for card, bal := range p.wallets {
 		k, v := walletKey([]byte(card)), balanceValue(bal)
+		p.batch().Set(k, v, nil)
+		g.rows[string(k)] = v
+	}
+	for drop, sold := range p.stock {
+		k, v := stockKey(drop), soldValue(sold)
 		p.batch().Set(k, v, nil)
 		g.rows[string(k)] = v
 	}
@@ -285,6 +290,7 @@ type preparer struct {
 	days     map[Day]*Totals   // day totals this group has read, as they stand
 	changed  map[Day]bool      // days an entry of this group was added to
 	wallets  map[string]int64  // card uid → balance, for cards this group changes
+	stock    map[string]int64  // drop id → units sold, for drops this group sells
 	jobs     map[string][]byte // print job rows this group writes
 	buf      []byte
 	it       *pebble.Iterator // point lookups for this group, opened on first use
@@ -335,6 +341,7 @@ func (p *preparer) ack(seq uint64) error {
 	}
 	p.batch().Set(keyAck, seqValue(seq), nil)
 	l.seqAcked, p.g.acked = seq, seq
+	l.spent.forget(seq)
 	return nil
 }
 
@@ -384,6 +391,13 @@ func (p *preparer) entry(i int, d *Draft) result {
 	if err != nil {
 		return result{err: err}
 	}
+	sold, err := p.stockAfter(&e, d.Stock)
+	if err != nil {
+		return result{err: err}
+	}
+	if err := l.spendAllowed(&e, d.SpendLimit); err != nil {
+		return result{err: err}
+	}
 	// Nothing below can fail: the entry is either wholly in the batch or not.
 	b := p.batch()
 	if e.Kind == KindRefund {
@@ -401,6 +415,10 @@ func (p *preparer) entry(i int, d *Draft) result {
 	if hasWallet {
 		p.wallets[string(e.Card)] = balance
 	}
+	for drop, n := range sold {
+		p.stock[drop] = n
+	}
+	l.spent.add(&e)
 	l.next++
 	p.inGroup[d.IdempotencyKey] = i
 	return result{entry: e}
@@ -434,6 +452,41 @@ func (p *preparer) walletAfter(e *Entry) (int64, bool, error) {
 		return 0, false, fmt.Errorf("%w: card %x holds %d, the payment is %d", ErrInsufficient, e.Card, bal, -delta)
 	}
 	return bal + delta, true, nil
+}
+
+// stockAfter is the units sold of each drop e's lines name once e is
+// recorded. A sale past a drop's cap is refused.
+func (p *preparer) stockAfter(e *Entry, caps map[string]int64) (map[string]int64, error) {
+	if e.Kind == KindRefund {
+		return nil, nil // refunded units are not put back on sale
+	}
+	var sold map[string]int64
+	for _, ln := range e.Lines {
+		if ln.Drop == "" {
+			continue
+		}
+		n, ok := sold[ln.Drop]
+		if !ok {
+			if n, ok = p.stock[ln.Drop]; !ok {
+				v, err := p.l.row(stockKey(ln.Drop), true)
+				if err != nil {
+					return nil, err
+				}
+				if n, err = decodeSold(v); err != nil {
+					return nil, err
+				}
+			}
+		}
+		if left := caps[ln.Drop] - n; ln.Qty > left {
+			return nil, fmt.Errorf("%w: drop %s has %d left, the entry sells %d of %s",
+				ErrSoldOut, ln.Drop, max(left, 0), ln.Qty, ln.SKU)
+		}
+		if sold == nil {
+			sold = map[string]int64{}
+		}
+		sold[ln.Drop] = n + ln.Qty
+	}
+	return sold, nil
 }
 
 // replay answers a request whose idempotency key is already recorded.

@@ -17,6 +17,7 @@ import (
 //	'r' seq:u64be                     ver:u8=1 seq:u64be        entry seq → the refund of it
 //	'd' day:u32be                     totals (totalsV1, totals.go)
 //	'w' card uid bytes                ver:u8=1 balance:uvarint  a wallet card's balance, minor units
+//	's' drop id bytes                 ver:u8=1 units:uvarint    units sold of a limited drop
 //	'm' "meta"                        meta (metaV1, below)
 //	'm' "ack"                         ver:u8=1 seq:u64be        the fleet's acknowledged watermark
 //
@@ -34,6 +35,7 @@ const (
 	tagDay       = 'd'
 	tagMeta      = 'm'
 	tagWallet    = 'w'
+	tagStock     = 's'
 	valueVersion = 1
 )
 
@@ -75,6 +77,17 @@ func dayKey(d Day) []byte {
 func walletKey(card []byte) []byte {
 	return append([]byte{tagWallet}, card...)
 }
+
+func stockKey(drop string) []byte {
+	return append([]byte{tagStock}, drop...)
+}
+
+// Units sold of a drop share the balance's value layout: a non-negative
+// count.
+var (
+	soldValue  = balanceValue
+	decodeSold = decodeBalance
+)
 
 func balanceValue(b int64) []byte {
 	return binary.AppendUvarint([]byte{valueVersion}, uint64(b))
@@ -131,6 +144,8 @@ func decodeSeqValue(v []byte) (uint64, error) {
 //	                                0x03 phone
 //	                                0x04 plan
 //	                                0x05 cash tendered: uvarint, minor units
+//	                                0x06 drops: repeated line index uvarint,
+//	                                     drop id (uvarint length, bytes)
 //	end−4 4    CRC-32C (Castagnoli) of every byte before it, u32be
 //
 // Pebble checksums its blocks and WAL records; the CRC covers the value end
@@ -145,6 +160,7 @@ const (
 	fieldPhone    = 0x03
 	fieldPlan     = 0x04
 	fieldTendered = 0x05
+	fieldDrops    = 0x06
 )
 
 func appendString(b []byte, s string) []byte {
@@ -191,6 +207,14 @@ func encodeEntry(b []byte, e *Entry) []byte {
 	if e.Tendered != 0 {
 		b = appendField(b, fieldTendered, binary.AppendUvarint(nil, uint64(e.Tendered)))
 	}
+	var drops []byte
+	for i, l := range e.Lines {
+		if l.Drop != "" {
+			drops = binary.AppendUvarint(drops, uint64(i))
+			drops = appendString(drops, l.Drop)
+		}
+	}
+	b = appendField(b, fieldDrops, drops)
 	return seal(b, start)
 }
 
@@ -307,6 +331,21 @@ func decodeEntry(v []byte) (Entry, error) {
 				break
 			}
 			e.Tendered = int64(t)
+		case fieldDrops:
+			d := reader{b: f}
+			for d.err == nil && len(d.b) > 0 {
+				i := d.uvarint("drop line")
+				drop := d.bytes("drop id", MaxTextLen)
+				if d.err == nil && (i >= uint64(len(e.Lines)) || len(drop) == 0) {
+					d.fail("drop line")
+				}
+				if d.err == nil {
+					e.Lines[i].Drop = string(drop)
+				}
+			}
+			if d.err != nil {
+				r.fail("drops field")
+			}
 		}
 	}
 	if r.err != nil {

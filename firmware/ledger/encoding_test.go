@@ -63,6 +63,9 @@ func TestEntryRoundTrip(t *testing.T) {
 			Lines: []Line{{SKU: "SUB", Name: "Weekly ☕", Qty: 1, Price: MaxPrice}}},
 		{Seq: 2, ID: ID{Ledger: 1, Seq: 2}, Kind: KindSale, KioskID: "k", Time: time.Unix(3, 4).UTC(), Payment: PaymentCash,
 			Currency: "PKR", IdempotencyKey: "y", Tendered: 50000, Lines: []Line{{SKU: "CHAI", Name: "Chai", Qty: 2, Price: 8000}}},
+		{Seq: 3, ID: ID{Ledger: 1, Seq: 3}, Kind: KindSale, KioskID: "k", Time: time.Unix(5, 6).UTC(), Payment: PaymentCash,
+			Currency: "PKR", IdempotencyKey: "z", Lines: []Line{{SKU: "CHAI", Name: "Chai", Qty: 1, Price: 8000},
+				{SKU: "KASHMIRI", Name: "Kashmiri", Qty: 2, Price: 15000, Drop: "eid-2026"}}},
 	} {
 		got, err := decodeEntry(encodeEntry(nil, &e))
 		if err != nil {

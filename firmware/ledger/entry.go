@@ -103,6 +103,9 @@ type Line struct {
 	Name  string `json:"name"`
 	Qty   int64  `json:"qty"`
 	Price int64  `json:"price"` // unit price, minor units
+	// Drop is the limited drop whose stock this line's units count
+	// against, "" for ordinary stock.
+	Drop string `json:"drop,omitempty"`
 }
 
 // Total is Qty × Price.
@@ -215,6 +218,14 @@ type Draft struct {
 	// Tendered is the cash the buyer handed over, for a cash sale or
 	// top-up, so the receipt shows the change; 0 when not counted.
 	Tendered int64
+	// Stock caps the units every entry together may sell of each drop its
+	// lines name (drop id → units). A draft that would sell past a cap is
+	// refused with ErrSoldOut. Refunds do not put units back.
+	Stock map[string]int64
+	// SpendLimit, when positive, bounds what a wallet card may spend in
+	// entries the fleet has not acknowledged yet, this one included: what
+	// an offline kiosk lets a card spend. Past it: ErrLimit.
+	SpendLimit int64
 }
 
 // Limits on what one entry may hold. They bound memory and the encoded size,
@@ -295,6 +306,18 @@ func (d *Draft) validate() error {
 		}
 		if l.Price < 0 || l.Price > MaxPrice {
 			return bad("line %d (%s): price %d is not between 0 and %d", i+1, l.SKU, l.Price, MaxPrice)
+		}
+		if l.Drop == "" {
+			continue
+		}
+		if err := checkText("drop", l.Drop, MaxTextLen); err != nil {
+			return err
+		}
+		if c, ok := d.Stock[l.Drop]; !ok || c < 0 {
+			return bad("line %d (%s): drop %q has no stock cap", i+1, l.SKU, l.Drop)
+		}
+		if d.Kind == KindTopUp {
+			return bad("a top-up sells no drop")
 		}
 	}
 	if d.Tendered != 0 {

@@ -34,6 +34,7 @@ type lineJSON struct {
 	Qty   int64  `json:"qty"`
 	Price int64  `json:"price"`
 	Total int64  `json:"total"`
+	Drop  string `json:"drop,omitempty"`
 }
 
 // MarshalJSON writes the entry's wire form.
@@ -45,7 +46,7 @@ func (e Entry) MarshalJSON() ([]byte, error) {
 		Tendered: e.Tendered, Change: e.Change(),
 	}
 	for i, l := range e.Lines {
-		j.Lines[i] = lineJSON{SKU: l.SKU, Name: l.Name, Qty: l.Qty, Price: l.Price, Total: l.Total()}
+		j.Lines[i] = lineJSON{SKU: l.SKU, Name: l.Name, Qty: l.Qty, Price: l.Price, Total: l.Total(), Drop: l.Drop}
 	}
 	if e.RefundOf != 0 {
 		j.RefundOf = &ID{Ledger: e.ID.Ledger, Seq: e.RefundOf}
@@ -88,7 +89,7 @@ func (e *Entry) UnmarshalJSON(b []byte) error {
 		if l.Qty < 1 || l.Qty > MaxQty || l.Price < 0 || l.Price > MaxPrice || l.Total != l.Qty*l.Price {
 			return fmt.Errorf("%w: entry %d: line %s does not add up", ErrInvalid, j.Seq, l.SKU)
 		}
-		out.Lines = append(out.Lines, Line{SKU: l.SKU, Name: l.Name, Qty: l.Qty, Price: l.Price})
+		out.Lines = append(out.Lines, Line{SKU: l.SKU, Name: l.Name, Qty: l.Qty, Price: l.Price, Drop: l.Drop})
 	}
 	if out.Total() != j.Total {
 		return fmt.Errorf("%w: entry %d: total %d, lines add up to %d", ErrInvalid, j.Seq, j.Total, out.Total())

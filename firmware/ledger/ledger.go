@@ -32,6 +32,11 @@ var (
 	ErrUnavailable = errors.New("ledger: unavailable")
 	// ErrInsufficient: a wallet card's balance does not cover the payment.
 	ErrInsufficient = errors.New("ledger: insufficient wallet balance")
+	// ErrSoldOut: a drop has fewer units left than the entry would sell.
+	ErrSoldOut = errors.New("ledger: sold out")
+	// ErrLimit: a wallet payment would take the card past what it may
+	// spend before the fleet has acknowledged its earlier spending.
+	ErrLimit = errors.New("ledger: offline spending limit")
 	// ErrNeedsRestart: the store failed in a way only a restart of the
 	// process clears (Pebble wedged after a failed fsync). kioskd stops
 	// petting systemd's watchdog when it sees it.
@@ -103,6 +108,7 @@ type Ledger struct {
 	next     uint64            // seq the next entry gets
 	seqAcked uint64            // watermark as of the last applied group
 	seqRows  map[string][]byte // derived rows as of the last applied group, cached
+	spent    spending          // wallet spending above the watermark
 }
 
 type request struct {
@@ -198,6 +204,9 @@ func (l *Ledger) open() error {
 		return fmt.Errorf("%w: open %s: %v", ErrUnavailable, l.dir, err)
 	}
 	m, head, acked, err := l.load(db)
+	if err == nil {
+		err = l.spent.rebuild(db, acked)
+	}
 	if err != nil {
 		_ = closePebble(db)
 		return err
@@ -567,6 +576,16 @@ func (l *Ledger) WalletBalance(card []byte) (int64, error) {
 		return 0, err
 	}
 	return decodeBalance(v)
+}
+
+// Sold is how many units of a drop have been sold, counting only durable
+// entries.
+func (l *Ledger) Sold(drop string) (int64, error) {
+	v, err := l.row(stockKey(drop), false)
+	if err != nil {
+		return 0, err
+	}
+	return decodeSold(v)
 }
 
 // row reads a derived row (day totals, a wallet balance); nil means absent.

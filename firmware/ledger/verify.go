@@ -50,6 +50,7 @@ func (l *Ledger) Verify() (*Check, error) {
 		keys := map[string]uint64{}    // idempotency key → seq of the entry carrying it
 		refunds := map[uint64]uint64{} // refunded seq → refund seq, from the entries
 		wallets := map[string]int64{}  // card uid → balance, from the entries
+		sold := map[string]int64{}     // drop id → units sold, from the entries
 
 		err := scan(snap, []byte{tagEntry}, func(k, v []byte) error {
 			seq, err := seqFromEntryKey(k)
@@ -92,6 +93,11 @@ func (l *Ledger) Verify() (*Check, error) {
 				wallets[string(e.Card)] -= e.Total()
 				if wallets[string(e.Card)] < 0 {
 					c.problem("entry %d overdraws card %x", seq, e.Card)
+				}
+			}
+			for _, ln := range e.Lines {
+				if ln.Drop != "" && e.Kind != KindRefund {
+					sold[ln.Drop] += ln.Qty
 				}
 			}
 			d := l.DayOf(e.Time)
@@ -196,6 +202,24 @@ func (l *Ledger) Verify() (*Check, error) {
 		}
 		for card, bal := range wallets {
 			c.problem("card %x has a balance of %d in the entries but no balance row", card, bal)
+		}
+		err = scan(snap, []byte{tagStock}, func(k, v []byte) error {
+			n, err := decodeSold(v)
+			if err != nil {
+				c.problem("drop %q: %v", k[1:], err)
+				return nil
+			}
+			if want := sold[string(k[1:])]; n != want {
+				c.problem("drop %q: stored %d sold, entries add up to %d", k[1:], n, want)
+			}
+			delete(sold, string(k[1:]))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for drop, n := range sold {
+			c.problem("drop %q sold %d in the entries but has no stock row", drop, n)
 		}
 		return l.verifyJobs(snap, c)
 	})
