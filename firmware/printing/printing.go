@@ -64,6 +64,7 @@ type Queue struct {
 	delivered map[uint64]struct{} // jobs sending whose bytes all reached a printer that then stopped
 	drawn     map[uint64]struct{} // jobs whose drawer pulse went out in this run
 	recent    []JobView           // the last finished jobs, newest last
+	docs      []Document          // documents waiting, oldest first
 	lastErr   string              // the last error logged, to log a repeat once
 }
 
@@ -172,7 +173,69 @@ func (q *Queue) Step(ctx context.Context, p Printer) error {
 			return q.print(ctx, p, j)
 		}
 	}
+	return q.printDocument(p)
+}
+
+// Document is something printed that is no ledger entry: a Z-report, a
+// test page.
+type Document struct {
+	Name string
+	Data []byte // ESC/POS, cut included
+}
+
+// MaxDocuments bounds the documents waiting to print.
+const MaxDocuments = 8
+
+// ErrBusy: too many documents are waiting for the printer already.
+var ErrBusy = errors.New("printing: too many documents waiting")
+
+// Print queues a document behind the receipts. Documents are kept in
+// memory only: they are reports anyone can print again, not money, and a
+// restart forgets them.
+func (q *Queue) Print(d Document) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.docs) >= MaxDocuments {
+		return fmt.Errorf("%w (%d)", ErrBusy, len(q.docs))
+	}
+	q.docs = append(q.docs, d)
+	q.log.Info().Str("document", d.Name).Msg("document queued")
 	return nil
+}
+
+// printDocument sends the oldest waiting document, if any. One that did
+// not reach the printer at all waits for the next round; one cut off part
+// way is dropped, as a receipt would be put in doubt.
+func (q *Queue) printDocument(p Printer) error {
+	q.mu.Lock()
+	if len(q.docs) == 0 {
+		q.mu.Unlock()
+		return nil
+	}
+	d := q.docs[0]
+	q.mu.Unlock()
+	err := p.Print(d.Data)
+	if errors.Is(err, escpos.ErrNotSent) {
+		if st := statusErr(err); st != "" {
+			q.setPrinter(st, false, waitReason(err))
+			return nil
+		}
+		return err
+	}
+	q.mu.Lock()
+	q.docs = q.docs[1:]
+	q.mu.Unlock()
+	switch {
+	case err == nil:
+		q.log.Info().Str("document", d.Name).Msg("document printed")
+	case errors.Is(err, escpos.ErrHeld):
+		q.setPrinter(statusErr(err), false, waitReason(err))
+		q.log.Warn().Err(err).Str("document", d.Name).Msg("printer stopped during a document; it finishes when it can")
+		return nil
+	default:
+		q.log.Error().Err(err).Str("document", d.Name).Msg("document send failed part way; not sent again")
+	}
+	return err
 }
 
 // drawers opens the cash drawer for cash jobs at once, before their
@@ -418,9 +481,10 @@ type JobView struct {
 type State struct {
 	Printer      string    `json:"printer"`
 	PaperNearEnd bool      `json:"paper_near_end"`
-	Waiting      string    `json:"waiting,omitempty"` // why receipts are held
-	Queue        []JobView `json:"queue"`             // open jobs, oldest first
-	Recent       []JobView `json:"recent"`            // the last finished jobs, newest last
+	Waiting      string    `json:"waiting,omitempty"`   // why receipts are held
+	Queue        []JobView `json:"queue"`               // open jobs, oldest first
+	Documents    []string  `json:"documents,omitempty"` // documents waiting, oldest first
+	Recent       []JobView `json:"recent"`              // the last finished jobs, newest last
 }
 
 // Ready reports whether the printer could print at the last look.
@@ -436,11 +500,14 @@ func (q *Queue) State() State {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	s := State{Printer: q.printer, PaperNearEnd: q.nearEnd, Queue: []JobView{}, Recent: append([]JobView{}, q.recent...)}
-	if len(jobs) > 0 {
+	if len(jobs) > 0 || len(q.docs) > 0 {
 		s.Waiting = q.waiting
 	}
 	for _, j := range jobs {
 		s.Queue = append(s.Queue, q.view(j))
+	}
+	for _, d := range q.docs {
+		s.Documents = append(s.Documents, d.Name)
 	}
 	return s
 }

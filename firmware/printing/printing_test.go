@@ -343,3 +343,43 @@ func TestHeldJobLostWithThePrinter(t *testing.T) {
 		t.Fatalf("after the printer came back empty: %+v, %d prints", j, len(p.prints))
 	}
 }
+
+func TestDocumentsPrintAfterReceipts(t *testing.T) {
+	f := newFixture(t)
+	em, dev := emulated(t)
+	em.SetPaper(escpos.PaperLevel("out"))
+	e := f.sell(ledger.PaymentCash)
+	z, err := f.queue.opts.Layout.ZReport(ledger.Report{Day: f.ledger.Today()}, "stall-7", "PKR", f.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.queue.Print(Document{Name: "z-report", Data: z}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		f.step(dev)
+	}
+	if s := f.queue.State(); len(s.Documents) != 1 || !strings.Contains(s.Waiting, "paper") {
+		t.Fatalf("state while out of paper: %+v", s)
+	}
+	em.SetPaper(escpos.PaperLevel("ok"))
+	for range 3 {
+		f.step(dev)
+	}
+	got := em.Receipts()
+	// The drawer pulse and the sale's receipt, then the report.
+	if len(got) != 2 || got[0].Job != e.ID.String() || got[0].Drawer != 1 || !strings.Contains(got[1].Text, "Z-REPORT") || !got[1].Cut {
+		t.Fatalf("printed %d: %+v", len(got), got)
+	}
+	if s := f.queue.State(); len(s.Documents) != 0 {
+		t.Fatalf("documents left %v", s.Documents)
+	}
+	for i := range MaxDocuments {
+		if err := f.queue.Print(Document{Name: fmt.Sprint(i), Data: z}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.queue.Print(Document{Name: "one too many", Data: z}); !errors.Is(err, ErrBusy) {
+		t.Fatalf("past the limit: %v", err)
+	}
+}

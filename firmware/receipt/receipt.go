@@ -36,31 +36,9 @@ type Layout struct {
 // Entry lays out e's receipt. copy is the job's copy number: 0 for the
 // original, n for the nth reprint, which says so at the top.
 func (l Layout) Entry(e ledger.Entry, copy uint32) ([]byte, error) {
-	if l.Paper.Columns < 24 {
-		return nil, fmt.Errorf("receipt: paper of %d columns is too narrow", l.Paper.Columns)
-	}
-	loc := l.Location
-	if loc == nil {
-		loc = time.UTC
-	}
-	w := writer{Encoder: escpos.NewEncoder(), cols: l.Paper.Columns}
-	w.Init()
-	w.SetCodePage(l.CodePage)
-
-	w.Align(escpos.Center)
-	if l.Shop.Name != "" {
-		w.Bold(true)
-		w.Size(2, 2)
-		for _, s := range wrap(l.Shop.Name, l.Paper.Columns/2) {
-			w.Line(s)
-		}
-		w.Size(1, 1)
-		w.Bold(false)
-	}
-	for _, s := range []string{l.Shop.Address, l.Shop.Phone} {
-		for _, s := range wrap(s, l.Paper.Columns) {
-			w.Line(s)
-		}
+	w, loc, err := l.start()
+	if err != nil {
+		return nil, err
 	}
 	if copy > 0 {
 		w.Bold(true)
@@ -142,6 +120,43 @@ func (l Layout) Entry(e ledger.Entry, copy uint32) ([]byte, error) {
 		w.Bold(false)
 		w.rule()
 	}
+	return w.finish()
+}
+
+// start begins a print: the printer reset, the code page, and the shop's
+// name, address and phone centred on top.
+func (l Layout) start() (writer, *time.Location, error) {
+	if l.Paper.Columns < 24 {
+		return writer{}, nil, fmt.Errorf("receipt: paper of %d columns is too narrow", l.Paper.Columns)
+	}
+	loc := l.Location
+	if loc == nil {
+		loc = time.UTC
+	}
+	w := writer{Encoder: escpos.NewEncoder(), cols: l.Paper.Columns}
+	w.Init()
+	w.SetCodePage(l.CodePage)
+
+	w.Align(escpos.Center)
+	if l.Shop.Name != "" {
+		w.Bold(true)
+		w.Size(2, 2)
+		for _, s := range wrap(l.Shop.Name, l.Paper.Columns/2) {
+			w.Line(s)
+		}
+		w.Size(1, 1)
+		w.Bold(false)
+	}
+	for _, s := range []string{l.Shop.Address, l.Shop.Phone} {
+		for _, s := range wrap(s, l.Paper.Columns) {
+			w.Line(s)
+		}
+	}
+	return w, loc, nil
+}
+
+// finish cuts the paper and returns the bytes.
+func (w writer) finish() ([]byte, error) {
 	w.Cut(false)
 	if err := w.Err(); err != nil {
 		return nil, fmt.Errorf("receipt: %w", err)

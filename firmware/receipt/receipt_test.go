@@ -184,3 +184,39 @@ func BenchmarkSaleReceipt(b *testing.B) {
 	// At 19200 baud a byte takes 11 bit times on the wire.
 	b.ReportMetric(float64(n)*11/19200*1000, "wire-ms@19200")
 }
+
+func TestZReport(t *testing.T) {
+	r := ledger.Report{
+		Day:           ledger.Day(20415),
+		Sales:         ledger.Sum{Count: 42, Amount: 1234500},
+		Subscriptions: ledger.Sum{Count: 2, Amount: 300000},
+		TopUps:        ledger.Sum{Count: 3, Amount: 150000},
+		Refunds:       ledger.Sum{Count: 1, Amount: 8000},
+		NetRevenue:    1526500,
+		ByPayment: map[string]ledger.PaymentTotals{
+			"cash":   {In: ledger.Sum{Count: 40, Amount: 1384500}, Out: ledger.Sum{Count: 1, Amount: 8000}, Net: 1376500},
+			"wallet": {In: ledger.Sum{Count: 7, Amount: 300000}, Net: 300000},
+		},
+	}
+	for _, p := range []escpos.Paper{escpos.Paper58, escpos.Paper80} {
+		b, err := layout(p).ZReport(r, "karachi-07", "PKR", time.Date(2026, 11, 24, 2, 30, 0, 0, time.UTC))
+		if err != nil {
+			t.Fatal(err)
+		}
+		em := escpos.NewEmulator(p)
+		if _, err := em.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		got := em.Receipts()
+		if len(got) != 1 || !got[0].Cut {
+			t.Fatalf("%d columns: printed %+v", p.Columns, got)
+		}
+		for _, w := range []string{"Burns Road", "Z-REPORT " + r.Day.String(), "karachi-07", "Sales (42)", "12,345.00",
+			"Subscriptions (2)", "Refunds (1)", "80.00", "Wallet top-ups (3)", "Rs 15,265.00", "CASH", "In (40)",
+			"13,765.00", "WALLET CARDS", "3,000.00"} {
+			if !strings.Contains(got[0].Text, w) {
+				t.Errorf("%d columns: the Z-report lacks %q:\n%s", p.Columns, w, got[0].Text)
+			}
+		}
+	}
+}
