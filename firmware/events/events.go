@@ -31,6 +31,9 @@ const (
 	PrinterStatus  = "printer"         // the receipt printer's state changed (cover, near end, back in service)
 	Receipt        = "receipt"         // a receipt job moved: queued, printed, in doubt
 	Scan           = "scan"            // a barcode scanner read a code
+	Sale           = "sale"            // an entry was recorded: a sale, refund, top-up or sign-up
+	Cart           = "cart"            // the cart on the counter changed
+	Till           = "till"            // the till opened or closed for the day
 )
 
 // Event is one thing that happened. Data is marshalled to JSON as is.

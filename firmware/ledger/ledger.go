@@ -494,6 +494,21 @@ func (l *Ledger) ByKey(key string) (Entry, error) {
 	return l.Get(seq)
 }
 
+// RefundedBy is the seq of the refund of entry seq, or 0 while it is not
+// refunded, counting only durable entries.
+func (l *Ledger) RefundedBy(seq uint64) (uint64, error) {
+	var by uint64
+	err := l.read(func(db *pebble.DB) error {
+		var err error
+		by, err = getSeq(db, refundedKey(seq))
+		return err
+	})
+	if by > l.head.Load() {
+		by = 0 // being recorded, not yet durable
+	}
+	return by, err
+}
+
 // Range returns up to limit durable entries from seq from upwards, in seq order.
 func (l *Ledger) Range(from uint64, limit int) ([]Entry, error) {
 	if from == 0 {

@@ -27,6 +27,7 @@ type Identity struct {
 	Board    string
 	Version  string
 	Currency string
+	Shop     string // the stall's name, as the screen and receipts show it
 }
 
 // ServerOptions configures the till's HTTP API.
@@ -41,6 +42,9 @@ type ServerOptions struct {
 	Events http.Handler
 	// Peripherals reports the hardware on /api/state; nil shows none.
 	Peripherals Peripherals
+	// PrintReport queues a Z-report on the receipt printer; nil when the
+	// kiosk has none, and POST /api/zreport/print is then 503.
+	PrintReport func(ledger.Report) error
 }
 
 // Peripherals is what /api/state shows about the kiosk's hardware.
@@ -62,6 +66,7 @@ type Server struct {
 	waiting atomic.Pointer[string]
 	mux     *http.ServeMux
 	periph  Peripherals
+	printZ  func(ledger.Report) error
 }
 
 // NewServer builds the API.
@@ -69,7 +74,8 @@ func NewServer(opts ServerOptions) *Server {
 	if opts.Clock == nil {
 		opts.Clock = time.Now
 	}
-	s := &Server{id: opts.Identity, log: opts.Logger.With().Str("component", "http").Logger(), clock: opts.Clock, mux: http.NewServeMux(), periph: opts.Peripherals}
+	s := &Server{id: opts.Identity, log: opts.Logger.With().Str("component", "http").Logger(), clock: opts.Clock, mux: http.NewServeMux(), periph: opts.Peripherals,
+		printZ: opts.PrintReport}
 	s.started = s.clock()
 	s.SetWaiting("starting")
 	s.mux.HandleFunc("GET /{$}", s.page)
@@ -77,12 +83,17 @@ func NewServer(opts ServerOptions) *Server {
 	s.mux.HandleFunc("GET /api/state", s.withTill(s.state))
 	s.mux.HandleFunc("POST /api/cart/scan", s.withTill(s.scan))
 	s.mux.HandleFunc("POST /api/cart/add", s.withTill(s.add))
+	s.mux.HandleFunc("POST /api/cart/set", s.withTill(s.set))
 	s.mux.HandleFunc("POST /api/cart/clear", s.withTill(s.clear))
 	s.mux.HandleFunc("POST /api/checkout", s.withTill(s.checkout))
 	s.mux.HandleFunc("POST /api/refund", s.withTill(s.refund))
 	s.mux.HandleFunc("POST /api/reprint", s.withTill(s.reprint))
+	s.mux.HandleFunc("POST /api/subscribe", s.withTill(s.subscribe))
 	s.mux.HandleFunc("GET /api/sales", s.withTill(s.sales))
+	s.mux.HandleFunc("GET /api/sales/{id}", s.withTill(s.sale))
 	s.mux.HandleFunc("GET /api/zreport", s.withTill(s.zreport))
+	s.mux.HandleFunc("POST /api/zreport/print", s.withTill(s.zprint))
+	s.mux.HandleFunc("POST /api/till", s.withTill(s.setTrading))
 	s.mux.HandleFunc("POST /api/wallet/topup", s.withTill(s.topUp))
 	s.mux.HandleFunc("GET /api/wallet/{card}", s.withTill(s.wallet))
 	if opts.Events != nil {
@@ -117,9 +128,10 @@ func statusOf(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, ErrUnknown), errors.Is(err, ledger.ErrNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, ledger.ErrConflict):
+	case errors.Is(err, ledger.ErrConflict), errors.Is(err, ledger.ErrSoldOut),
+		errors.Is(err, ErrNotOnSale), errors.Is(err, ErrNotTrading):
 		return http.StatusConflict
-	case errors.Is(err, ledger.ErrInsufficient):
+	case errors.Is(err, ledger.ErrInsufficient), errors.Is(err, ledger.ErrLimit):
 		return http.StatusPaymentRequired
 	case errors.Is(err, ErrClosed), errors.Is(err, ledger.ErrUnavailable),
 		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
@@ -196,10 +208,21 @@ func (s *Server) state(w http.ResponseWriter, r *http.Request, t *Till) {
 	if err := t.Ready(); err != nil {
 		ls.Ready, ls.Error = false, err.Error()
 	}
+	now := s.clock()
+	cat, err := t.catalogView(now)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	body := map[string]any{
 		"kiosk_id": s.id.KioskID, "board": s.id.Board, "version": s.id.Version, "currency": s.id.Currency,
 		"uptime_s": s.uptime(),
-		"catalog":  t.Catalog().Products(),
+		"now":      now,
+		"shop":     map[string]string{"name": s.id.Shop},
+		"trading":  t.Trading(),
+		"catalog":  cat,
+		"plans":    t.Catalog().Plans(),
+		"wallet":   map[string]int64{"offline_limit": t.limit},
 		"cart":     t.Cart(),
 		"devices":  map[string]string{},
 		"ledger":   ls,
@@ -224,12 +247,12 @@ func (s *Server) scan(w http.ResponseWriter, r *http.Request, t *Till) {
 		s.fail(w, r, err)
 		return
 	}
-	p, cart, err := t.Scan(req.Code)
+	res, err := t.Scan(req.Code)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	httpjson.Write(w, http.StatusOK, map[string]any{"product": p, "cart": cart})
+	httpjson.Write(w, http.StatusOK, res)
 }
 
 func (s *Server) add(w http.ResponseWriter, r *http.Request, t *Till) {
@@ -246,6 +269,27 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request, t *Till) {
 		qty = *req.Qty
 	}
 	cart, err := t.Add(req.SKU, qty)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	httpjson.Write(w, http.StatusOK, map[string]any{"cart": cart})
+}
+
+func (s *Server) set(w http.ResponseWriter, r *http.Request, t *Till) {
+	var req struct {
+		SKU string `json:"sku"`
+		Qty *int64 `json:"qty"`
+	}
+	if err := decode(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if req.Qty == nil {
+		s.fail(w, r, fmt.Errorf("%w: qty is required; 0 takes the line out", ErrInvalid))
+		return
+	}
+	cart, err := t.SetQty(req.SKU, *req.Qty)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -272,6 +316,23 @@ func parseCard(s string) ([]byte, error) {
 	return b, nil
 }
 
+// parsePayment reads a request's payment and card: a wallet payment needs
+// the card; a card given with cash is checked all the same.
+func parsePayment(payment, card string) (ledger.Payment, []byte, error) {
+	if payment == "" {
+		return 0, nil, fmt.Errorf("%w: payment is required: cash or wallet", ErrInvalid)
+	}
+	pay, err := ledger.ParsePayment(payment)
+	if err != nil {
+		return 0, nil, err
+	}
+	if card == "" && pay != ledger.PaymentWallet {
+		return pay, nil, nil
+	}
+	uid, err := parseCard(card)
+	return pay, uid, err
+}
+
 func (s *Server) checkout(w http.ResponseWriter, r *http.Request, t *Till) {
 	var req struct {
 		Payment        string        `json:"payment"`
@@ -284,26 +345,16 @@ func (s *Server) checkout(w http.ResponseWriter, r *http.Request, t *Till) {
 		s.fail(w, r, err)
 		return
 	}
-	if req.Payment == "" {
-		s.fail(w, r, fmt.Errorf("%w: payment is required: cash or wallet", ErrInvalid))
-		return
-	}
-	pay, err := ledger.ParsePayment(req.Payment)
+	pay, card, err := parsePayment(req.Payment, req.Card)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	c := Checkout{Payment: pay, Key: req.IdempotencyKey, Lines: req.Lines, Tendered: req.Tendered}
 	if req.Lines != nil && len(req.Lines) == 0 {
 		s.fail(w, r, fmt.Errorf("%w: lines is empty; leave it out to sell the cart", ErrInvalid))
 		return
 	}
-	if req.Card != "" || pay == ledger.PaymentWallet {
-		if c.Card, err = parseCard(req.Card); err != nil {
-			s.fail(w, r, err)
-			return
-		}
-	}
+	c := Checkout{Payment: pay, Key: req.IdempotencyKey, Lines: req.Lines, Tendered: req.Tendered, Card: card}
 	e, err := t.Checkout(r.Context(), c)
 	if err != nil {
 		s.fail(w, r, err)
@@ -384,27 +435,36 @@ func (s *Server) sales(w http.ResponseWriter, r *http.Request, t *Till) {
 }
 
 func (s *Server) zreport(w http.ResponseWriter, r *http.Request, t *Till) {
-	l := t.Ledger()
-	day := l.Today()
-	if v := r.URL.Query().Get("day"); v != "" {
-		var err error
-		if day, err = ledger.ParseDay(v); err != nil {
-			s.fail(w, r, err)
-			return
-		}
-	}
-	tot, err := l.DayTotals(day)
+	rep, err := dayReport(t.Ledger(), r.URL.Query().Get("day"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	httpjson.Write(w, http.StatusOK, map[string]any{"kiosk_id": s.id.KioskID, "currency": s.id.Currency, "report": tot.Report()})
+	httpjson.Write(w, http.StatusOK, map[string]any{"kiosk_id": s.id.KioskID, "currency": s.id.Currency, "report": rep})
+}
+
+// dayReport is the Z-report of a business day, "YYYY-MM-DD", or of today's
+// when day is empty.
+func dayReport(l *ledger.Ledger, day string) (ledger.Report, error) {
+	d := l.Today()
+	if day != "" {
+		var err error
+		if d, err = ledger.ParseDay(day); err != nil {
+			return ledger.Report{}, err
+		}
+	}
+	tot, err := l.DayTotals(d)
+	if err != nil {
+		return ledger.Report{}, err
+	}
+	return tot.Report(), nil
 }
 
 func (s *Server) topUp(w http.ResponseWriter, r *http.Request, t *Till) {
 	var req struct {
 		Card           string `json:"card"`
 		Amount         int64  `json:"amount"`
+		Tendered       int64  `json:"tendered"`
 		IdempotencyKey string `json:"idempotency_key"`
 	}
 	if err := decode(w, r, &req); err != nil {
@@ -416,7 +476,7 @@ func (s *Server) topUp(w http.ResponseWriter, r *http.Request, t *Till) {
 		s.fail(w, r, err)
 		return
 	}
-	e, err := t.TopUp(r.Context(), card, req.Amount, req.IdempotencyKey)
+	e, err := t.TopUp(r.Context(), card, req.Amount, req.Tendered, req.IdempotencyKey)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -435,5 +495,86 @@ func (s *Server) wallet(w http.ResponseWriter, r *http.Request, t *Till) {
 		s.fail(w, r, err)
 		return
 	}
-	httpjson.Write(w, http.StatusOK, map[string]any{"card": hex.EncodeToString(card), "balance": bal, "currency": s.id.Currency})
+	httpjson.Write(w, http.StatusOK, map[string]any{"card": hex.EncodeToString(card), "balance": bal, "currency": s.id.Currency,
+		"offline_spent": t.Ledger().OfflineSpent(card), "offline_limit": t.limit})
+}
+
+func (s *Server) subscribe(w http.ResponseWriter, r *http.Request, t *Till) {
+	var req struct {
+		Phone          string `json:"phone"`
+		Plan           string `json:"plan"`
+		Payment        string `json:"payment"`
+		Card           string `json:"card"`
+		Tendered       int64  `json:"tendered"`
+		IdempotencyKey string `json:"idempotency_key"`
+	}
+	if err := decode(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	pay, card, err := parsePayment(req.Payment, req.Card)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	e, err := t.Subscribe(r.Context(), Subscription{Phone: req.Phone, Plan: req.Plan, Payment: pay, Card: card,
+		Tendered: req.Tendered, Key: req.IdempotencyKey})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	httpjson.Write(w, http.StatusOK, e)
+}
+
+func (s *Server) sale(w http.ResponseWriter, r *http.Request, t *Till) {
+	rec, err := t.Receipt(r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	httpjson.Write(w, http.StatusOK, rec)
+}
+
+func (s *Server) zprint(w http.ResponseWriter, r *http.Request, t *Till) {
+	var req struct {
+		Day string `json:"day"`
+	}
+	if r.ContentLength != 0 {
+		if err := decode(w, r, &req); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	if s.printZ == nil {
+		httpjson.Error(w, http.StatusServiceUnavailable, "this kiosk has no receipt printer")
+		return
+	}
+	rep, err := dayReport(t.Ledger(), req.Day)
+	if err == nil {
+		err = s.printZ(rep)
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	httpjson.Write(w, http.StatusOK, map[string]any{"queued": true, "day": rep.Day})
+}
+
+func (s *Server) setTrading(w http.ResponseWriter, r *http.Request, t *Till) {
+	var req struct {
+		Trading *bool `json:"trading"`
+	}
+	if err := decode(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if req.Trading == nil {
+		s.fail(w, r, fmt.Errorf("%w: trading is required: true opens the till, false closes it for the day", ErrInvalid))
+		return
+	}
+	if err := t.SetTrading(*req.Trading); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	httpjson.Write(w, http.StatusOK, map[string]any{"trading": t.Trading()})
 }

@@ -27,18 +27,29 @@ type fixture struct {
 
 func newFixture(t *testing.T, fs vfs.FS) *fixture {
 	t.Helper()
+	return newFixtureWith(t, fs, Menu{Products: SimCatalog()}, nil)
+}
+
+// newFixtureWith sells menu; tweak, if not nil, adjusts the options first.
+func newFixtureWith(t *testing.T, fs vfs.FS, menu Menu, tweak func(*Options, *ServerOptions)) *fixture {
+	t.Helper()
 	l, err := ledger.Open("ledger", ledger.Options{KioskID: "stall-1", FS: fs})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cat, err := NewCatalog(SimCatalog())
+	cat, err := BuildCatalog(menu)
 	if err != nil {
 		t.Fatal(err)
 	}
 	n := 0
-	tl := New(Options{Ledger: l, Catalog: cat, NewKey: func() string { n++; return fmt.Sprint("cart-", n) },
-		Receipts: true, Drawer: true})
-	s := NewServer(ServerOptions{Identity: Identity{KioskID: "stall-1", Board: "sim", Version: "test", Currency: "PKR"}})
+	opts := Options{Ledger: l, Catalog: cat, NewKey: func() string { n++; return fmt.Sprint("cart-", n) },
+		Receipts: true, Drawer: true}
+	sopts := ServerOptions{Identity: Identity{KioskID: "stall-1", Board: "sim", Version: "test", Currency: "PKR"}}
+	if tweak != nil {
+		tweak(&opts, &sopts)
+	}
+	tl := New(opts)
+	s := NewServer(sopts)
 	s.SetTill(tl)
 	srv := httptest.NewServer(s)
 	t.Cleanup(func() { srv.Close(); l.Close() })

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/microretail/kioskd/drivers/barcode"
+	"github.com/microretail/kioskd/firmware/events"
 	"github.com/microretail/kioskd/firmware/ledger"
 )
 
@@ -28,6 +30,10 @@ var (
 	ErrUnknown = errors.New("till: unknown")
 	// ErrClosed: the kiosk is shutting down and takes no new sales.
 	ErrClosed = errors.New("till: closed")
+	// ErrNotTrading: the till is closed for the day; the operator opens it.
+	ErrNotTrading = errors.New("till: closed for the day")
+	// ErrNotOnSale: a drop's product outside its drop's window.
+	ErrNotOnSale = errors.New("till: not on sale")
 )
 
 // Till sells. It is safe for concurrent use: the touch screen, the scanner
@@ -36,10 +42,15 @@ type Till struct {
 	ledger  *ledger.Ledger
 	log     zerolog.Logger
 	newKey  func() string
+	clock   func() time.Time
+	loc     *time.Location
+	events  *events.Hub
 	catalog atomic.Pointer[Catalog]
 	closed  atomic.Bool
-	receipt bool // queue a receipt with every entry
-	drawer  bool // and open the cash drawer when cash changes hands
+	receipt bool  // queue a receipt with every entry
+	drawer  bool  // and open the cash drawer when cash changes hands
+	limit   int64 // what a wallet card may spend unacknowledged; 0 = no limit
+	trading trading
 
 	mu   sync.Mutex
 	cart cart
@@ -57,6 +68,20 @@ type Options struct {
 	// durable write; Drawer also opens the cash drawer with it whenever
 	// cash changes hands (cash sales, top-ups and refunds of cash sales).
 	Receipts, Drawer bool
+	// Events receives a sale event for every entry recorded and a cart
+	// event for every change to the cart; may be nil.
+	Events   *events.Hub
+	Clock    func() time.Time // drop windows; default time.Now
+	Location *time.Location   // the shop's time zone, for drop times in messages; default UTC
+	// OfflineLimit bounds what one wallet card may spend in entries the
+	// fleet has not acknowledged yet, in minor units; 0 is no limit.
+	OfflineLimit int64
+	// TradingFile keeps whether the till is open for the day across
+	// restarts; empty keeps it in memory only. A till starts open.
+	TradingFile string
+	// OnTrading is called when the till opens or closes for the day, and
+	// once from New with the state it starts in: the lights follow it.
+	OnTrading func(open bool)
 }
 
 // New makes a till selling from opts.Catalog into opts.Ledger.
@@ -64,11 +89,26 @@ func New(opts Options) *Till {
 	if opts.NewKey == nil {
 		opts.NewKey = randomKey
 	}
-	t := &Till{ledger: opts.Ledger, log: opts.Logger.With().Str("component", "till").Logger(), newKey: opts.NewKey,
-		receipt: opts.Receipts, drawer: opts.Receipts && opts.Drawer}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	if opts.Location == nil {
+		opts.Location = time.UTC
+	}
+	t := &Till{loc: opts.Location, ledger: opts.Ledger, log: opts.Logger.With().Str("component", "till").Logger(), newKey: opts.NewKey,
+		clock: opts.Clock, events: opts.Events, receipt: opts.Receipts, drawer: opts.Receipts && opts.Drawer,
+		limit: opts.OfflineLimit}
 	t.catalog.Store(opts.Catalog)
 	t.cart.key = t.newKey()
+	t.trading.load(opts.TradingFile, opts.OnTrading, t.log)
 	return t
+}
+
+// publish hands an event to the hub, if there is one.
+func (t *Till) publish(typ string, data any) {
+	if t.events != nil {
+		t.events.Publish(typ, data)
+	}
 }
 
 func randomKey() string {
@@ -97,6 +137,18 @@ func (t *Till) Ready() error {
 		return fmt.Errorf("%w: the kiosk is shutting down", ErrClosed)
 	}
 	return t.ledger.Health()
+}
+
+// sellable is nil when the till may record an entry now: it is ready and
+// open for the day.
+func (t *Till) sellable() error {
+	if err := t.Ready(); err != nil {
+		return err
+	}
+	if !t.trading.open.Load() {
+		return fmt.Errorf("%w: open the till to sell", ErrNotTrading)
+	}
+	return nil
 }
 
 // cart is the sale being built on the counter. Its idempotency key stays
@@ -153,19 +205,78 @@ func (t *Till) viewLocked() CartView {
 	return v
 }
 
-// Scan adds one of the product with the scanned code to the cart, exactly as
-// a scanner read does.
-func (t *Till) Scan(code string) (Product, CartView, error) {
+// Scanned is what a scanned code turned out to be: a product, now one more
+// in the cart, or a receipt of this kiosk, whose sale the screen offers to
+// refund.
+type Scanned struct {
+	Product *Product  `json:"product,omitempty"`
+	Cart    *CartView `json:"cart,omitempty"`
+	Receipt *Receipt  `json:"receipt,omitempty"`
+}
+
+// Receipt is a recorded entry as a scanned receipt finds it.
+type Receipt struct {
+	Entry      ledger.Entry `json:"entry"`
+	RefundedBy *ledger.ID   `json:"refunded_by,omitempty"`
+}
+
+// Scan handles a scanned code, exactly as a scanner read does: a product's
+// barcode adds one of it to the cart; a receipt's QR code (the sale id)
+// looks the sale up.
+func (t *Till) Scan(code string) (Scanned, error) {
 	code = strings.TrimSpace(code)
+	if _, err := ledger.ParseID(code); err == nil {
+		r, err := t.Receipt(code)
+		if err != nil {
+			return Scanned{}, err
+		}
+		return Scanned{Receipt: &r}, nil
+	}
 	if _, err := barcode.Classify(code); err != nil {
-		return Product{}, CartView{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return Scanned{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	p, ok := t.Catalog().ByCode(code)
 	if !ok {
-		return Product{}, CartView{}, fmt.Errorf("%w: no product has the code %s", ErrUnknown, code)
+		return Scanned{}, fmt.Errorf("%w: no product has the code %s", ErrUnknown, code)
 	}
 	v, err := t.Add(p.SKU, 1)
-	return p, v, err
+	if err != nil {
+		return Scanned{}, err
+	}
+	return Scanned{Product: &p, Cart: &v}, nil
+}
+
+// Receipt finds an entry of this kiosk by its id, and its refund if any.
+func (t *Till) Receipt(saleID string) (Receipt, error) {
+	id, err := t.ownID(saleID)
+	if err != nil {
+		return Receipt{}, err
+	}
+	e, err := t.ledger.Get(id.Seq)
+	if err != nil {
+		return Receipt{}, err
+	}
+	r := Receipt{Entry: e}
+	by, err := t.ledger.RefundedBy(id.Seq)
+	if err != nil {
+		return Receipt{}, err
+	}
+	if by != 0 {
+		r.RefundedBy = &ledger.ID{Ledger: id.Ledger, Seq: by}
+	}
+	return r, nil
+}
+
+// ownID parses an entry id and checks it was made on this kiosk.
+func (t *Till) ownID(s string) (ledger.ID, error) {
+	id, err := ledger.ParseID(strings.TrimSpace(s))
+	if err != nil {
+		return ledger.ID{}, err
+	}
+	if id.Ledger != t.ledger.LedgerID() {
+		return ledger.ID{}, fmt.Errorf("%w: sale %s was not made on this kiosk", ledger.ErrNotFound, id)
+	}
+	return id, nil
 }
 
 // Add puts qty more of a SKU in the cart.
@@ -173,21 +284,58 @@ func (t *Till) Add(sku string, qty int64) (CartView, error) {
 	if qty < 1 || qty > ledger.MaxQty {
 		return CartView{}, fmt.Errorf("%w: quantity %d is not between 1 and %d", ErrInvalid, qty, ledger.MaxQty)
 	}
-	if _, ok := t.Catalog().BySKU(sku); !ok {
+	t.mu.Lock()
+	var have int64
+	for _, l := range t.cart.lines {
+		if l.SKU == sku {
+			have = l.Qty
+		}
+	}
+	t.mu.Unlock()
+	return t.SetQty(sku, have+qty)
+}
+
+// SetQty sets how many of a SKU the cart holds; 0 takes the line out.
+// A drop's product is checked against its window and what is left, so the
+// screen says "sold out" before checkout does.
+func (t *Till) SetQty(sku string, qty int64) (CartView, error) {
+	if qty < 0 || qty > ledger.MaxQty {
+		return CartView{}, fmt.Errorf("%w: quantity %d is not between 0 and %d", ErrInvalid, qty, ledger.MaxQty)
+	}
+	cat := t.Catalog()
+	p, ok := cat.BySKU(sku)
+	if qty > 0 && !ok {
 		return CartView{}, fmt.Errorf("%w: no product has the sku %q", ErrUnknown, sku)
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for i := range t.cart.lines {
-		l := &t.cart.lines[i]
-		if l.SKU == sku {
-			if l.Qty+qty > ledger.MaxQty {
-				return CartView{}, fmt.Errorf("%w: %d of %s is more than one line holds (%d)", ErrInvalid, l.Qty+qty, sku, ledger.MaxQty)
-			}
-			l.Qty += qty
-			t.cart.version++
-			return t.viewLocked(), nil
+	if qty > 0 {
+		if err := t.onSale(cat, p, qty); err != nil {
+			return CartView{}, err
 		}
+	}
+	t.mu.Lock()
+	v, err := t.setLocked(sku, qty)
+	t.mu.Unlock()
+	if err == nil {
+		t.publish(events.Cart, v)
+	}
+	return v, err
+}
+
+func (t *Till) setLocked(sku string, qty int64) (CartView, error) {
+	for i := range t.cart.lines {
+		if t.cart.lines[i].SKU != sku {
+			continue
+		}
+		if qty == 0 {
+			t.cart.lines = slices.Delete(t.cart.lines, i, i+1)
+		} else {
+			t.cart.lines[i].Qty = qty
+		}
+		t.cart.version++
+		return t.viewLocked(), nil
+	}
+	if qty == 0 {
+		return t.viewLocked(), nil
 	}
 	if len(t.cart.lines) >= ledger.MaxLines {
 		return CartView{}, fmt.Errorf("%w: the cart holds %d lines already", ErrInvalid, ledger.MaxLines)
@@ -197,12 +345,49 @@ func (t *Till) Add(sku string, qty int64) (CartView, error) {
 	return t.viewLocked(), nil
 }
 
+// onSale checks that qty of a product may be sold now: a drop's product
+// only inside its window and while enough is left.
+func (t *Till) onSale(cat *Catalog, p Product, qty int64) error {
+	now := t.clock()
+	d, ok := cat.DropAt(p.SKU, now)
+	if !ok {
+		return nil
+	}
+	if !d.Open(now) {
+		return t.dropClosed(p, d, now)
+	}
+	sold, err := t.ledger.Sold(d.ID)
+	if err != nil {
+		return err
+	}
+	if left := d.Stock - sold; qty > left {
+		return soldOut(p, left)
+	}
+	return nil
+}
+
+func (t *Till) dropClosed(p Product, d Drop, now time.Time) error {
+	if now.Before(d.Starts) {
+		return fmt.Errorf("%w: %s goes on sale at %s", ErrNotOnSale, p.Name, d.Starts.In(t.loc).Format("Jan 2 15:04"))
+	}
+	return fmt.Errorf("%w: the %s drop has ended", ErrNotOnSale, p.Name)
+}
+
+func soldOut(p Product, left int64) error {
+	if left <= 0 {
+		return fmt.Errorf("%w: %s is sold out", ledger.ErrSoldOut, p.Name)
+	}
+	return fmt.Errorf("%w: only %d %s left", ledger.ErrSoldOut, left, p.Name)
+}
+
 // Clear empties the cart and starts a new one with a new key.
 func (t *Till) Clear() CartView {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	t.cart = cart{key: t.newKey(), version: t.cart.version + 1}
-	return t.viewLocked()
+	v := t.viewLocked()
+	t.mu.Unlock()
+	t.publish(events.Cart, v)
+	return v
 }
 
 // LineRequest is a line a caller asks to sell: a SKU and a quantity.
@@ -246,7 +431,7 @@ func (t *Till) append(ctx context.Context, d ledger.Draft) (ledger.Entry, error)
 // and returns the recorded sale. Selling given lines needs a key, since a
 // retry without one would sell twice.
 func (t *Till) Checkout(ctx context.Context, c Checkout) (ledger.Entry, error) {
-	if err := t.Ready(); err != nil {
+	if err := t.sellable(); err != nil {
 		return ledger.Entry{}, err
 	}
 	fromCart := c.Lines == nil
@@ -276,7 +461,7 @@ func (t *Till) Checkout(ctx context.Context, c Checkout) (ledger.Entry, error) {
 	}
 	d := ledger.Draft{Kind: ledger.KindSale, Payment: c.Payment, IdempotencyKey: c.Key, Card: c.Card, Tendered: c.Tendered,
 		Receipt: t.receipt, Drawer: t.drawer && c.Payment == ledger.PaymentCash}
-	cat := t.Catalog()
+	cat, now := t.Catalog(), t.clock()
 	for i, l := range c.Lines {
 		p, ok := cat.BySKU(l.SKU)
 		if !ok {
@@ -285,10 +470,23 @@ func (t *Till) Checkout(ctx context.Context, c Checkout) (ledger.Entry, error) {
 		if l.Qty < 1 || l.Qty > ledger.MaxQty {
 			return ledger.Entry{}, fmt.Errorf("%w: line %d (%s): quantity %d is not between 1 and %d", ErrInvalid, i+1, l.SKU, l.Qty, ledger.MaxQty)
 		}
-		d.Lines = append(d.Lines, ledger.Line{SKU: p.SKU, Name: p.Name, Qty: l.Qty, Price: p.Price})
+		line := ledger.Line{SKU: p.SKU, Name: p.Name, Qty: l.Qty, Price: p.Price}
+		if drop, ok := cat.DropAt(p.SKU, now); ok {
+			if !drop.Open(now) {
+				return ledger.Entry{}, t.dropClosed(p, drop, now)
+			}
+			if d.Stock == nil {
+				d.Stock = map[string]int64{}
+			}
+			line.Drop, d.Stock[drop.ID] = drop.ID, drop.Stock
+		}
+		d.Lines = append(d.Lines, line)
 	}
-	e, err := t.append(ctx, d)
+	e, err := t.record(ctx, d)
 	if err != nil {
+		if errors.Is(err, ledger.ErrSoldOut) {
+			err = t.soldOutIn(d.Lines, err)
+		}
 		t.log.Warn().Err(err).Str("key", c.Key).Msg("checkout failed")
 		return ledger.Entry{}, err
 	}
@@ -300,16 +498,52 @@ func (t *Till) Checkout(ctx context.Context, c Checkout) (ledger.Entry, error) {
 	return e, nil
 }
 
+// record appends an entry, bounding a wallet payment by the offline limit,
+// and tells the screen.
+func (t *Till) record(ctx context.Context, d ledger.Draft) (ledger.Entry, error) {
+	if d.Payment == ledger.PaymentWallet {
+		d.SpendLimit = t.limit
+	}
+	e, err := t.append(ctx, d)
+	if err == nil {
+		t.publish(events.Sale, e)
+	}
+	return e, err
+}
+
+// soldOutIn says which product of a refused sale ran out, in the shop's
+// words, from the stock as it stands now.
+func (t *Till) soldOutIn(lines []ledger.Line, err error) error {
+	cat := t.Catalog()
+	for _, l := range lines {
+		if l.Drop == "" {
+			continue
+		}
+		p, _ := cat.BySKU(l.SKU)
+		if serr := t.onSale(cat, p, l.Qty); serr != nil {
+			return serr
+		}
+	}
+	return err
+}
+
 // settleCart takes a sold cart off the counter. cartKey is the cart's own
 // key when the sale was taken from it, whatever key the sale was recorded
 // under. If the cart changed while the sale committed, only what was sold
 // comes off.
 func (t *Till) settleCart(version uint64, cartKey string, sold []LineRequest) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	if t.cart.key != cartKey {
+		t.mu.Unlock()
 		return // cleared meanwhile, or settled by a concurrent retry
 	}
+	t.settleLocked(version, sold)
+	v := t.viewLocked()
+	t.mu.Unlock()
+	t.publish(events.Cart, v)
+}
+
+func (t *Till) settleLocked(version uint64, sold []LineRequest) {
 	if t.cart.version == version {
 		t.cart = cart{key: t.newKey(), version: version + 1}
 		return
@@ -330,15 +564,12 @@ func (t *Till) settleCart(version uint64, cartKey string, sold []LineRequest) {
 
 // Refund gives a sale back in full, as a new ledger entry.
 func (t *Till) Refund(ctx context.Context, saleID, key string) (ledger.Entry, error) {
-	if err := t.Ready(); err != nil {
+	if err := t.sellable(); err != nil {
 		return ledger.Entry{}, err
 	}
-	id, err := ledger.ParseID(strings.TrimSpace(saleID))
+	id, err := t.ownID(saleID)
 	if err != nil {
 		return ledger.Entry{}, err
-	}
-	if id.Ledger != t.ledger.LedgerID() {
-		return ledger.Entry{}, fmt.Errorf("%w: sale %s was not made on this kiosk", ledger.ErrNotFound, id)
 	}
 	if key == "" {
 		return ledger.Entry{}, fmt.Errorf("%w: a refund needs an idempotency key", ErrInvalid)
@@ -347,7 +578,7 @@ func (t *Till) Refund(ctx context.Context, saleID, key string) (ledger.Entry, er
 	if err != nil {
 		return ledger.Entry{}, err
 	}
-	e, err := t.append(ctx, ledger.Draft{Kind: ledger.KindRefund, IdempotencyKey: key, RefundOf: id.Seq,
+	e, err := t.record(ctx, ledger.Draft{Kind: ledger.KindRefund, IdempotencyKey: key, RefundOf: id.Seq,
 		Receipt: t.receipt, Drawer: t.drawer && sale.Payment == ledger.PaymentCash})
 	if err != nil {
 		return ledger.Entry{}, err
@@ -357,8 +588,8 @@ func (t *Till) Refund(ctx context.Context, saleID, key string) (ledger.Entry, er
 }
 
 // TopUp credits a wallet card with cash taken at the counter.
-func (t *Till) TopUp(ctx context.Context, card []byte, amount int64, key string) (ledger.Entry, error) {
-	if err := t.Ready(); err != nil {
+func (t *Till) TopUp(ctx context.Context, card []byte, amount, tendered int64, key string) (ledger.Entry, error) {
+	if err := t.sellable(); err != nil {
 		return ledger.Entry{}, err
 	}
 	if amount < 1 || amount > ledger.MaxPrice {
@@ -367,8 +598,8 @@ func (t *Till) TopUp(ctx context.Context, card []byte, amount int64, key string)
 	if key == "" {
 		return ledger.Entry{}, fmt.Errorf("%w: a top-up needs an idempotency_key, or a retry would credit twice", ErrInvalid)
 	}
-	e, err := t.append(ctx, ledger.Draft{
-		Kind: ledger.KindTopUp, Payment: ledger.PaymentCash, Card: card, IdempotencyKey: key,
+	e, err := t.record(ctx, ledger.Draft{
+		Kind: ledger.KindTopUp, Payment: ledger.PaymentCash, Card: card, IdempotencyKey: key, Tendered: tendered,
 		Lines:   []ledger.Line{{SKU: TopUpSKU, Name: "Wallet top-up", Qty: 1, Price: amount}},
 		Receipt: t.receipt, Drawer: t.drawer,
 	})
@@ -385,12 +616,9 @@ const TopUpSKU = "WALLET-TOPUP"
 // Reprint queues another copy of an entry's receipt. It is the only way a
 // receipt prints twice, so it is logged.
 func (t *Till) Reprint(ctx context.Context, saleID string) (ledger.Job, error) {
-	id, err := ledger.ParseID(strings.TrimSpace(saleID))
+	id, err := t.ownID(saleID)
 	if err != nil {
 		return ledger.Job{}, err
-	}
-	if id.Ledger != t.ledger.LedgerID() {
-		return ledger.Job{}, fmt.Errorf("%w: sale %s was not made on this kiosk", ledger.ErrNotFound, id)
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 	defer cancel()
