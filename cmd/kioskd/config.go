@@ -32,6 +32,9 @@ type Config struct {
 	Log     LogConfig      `toml:"log"`
 	Shop    ShopConfig     `toml:"shop"`
 	Catalog []till.Product `toml:"catalog"`
+	Drops   []till.Drop    `toml:"drops"`
+	Plans   []till.Plan    `toml:"plans"`
+	Wallet  WalletConfig   `toml:"wallet"`
 	Lights  LightsConfig   `toml:"lights"`
 	Printer PrinterConfig  `toml:"printer"`
 	Scanner ScannerConfig  `toml:"scanner"`
@@ -74,11 +77,20 @@ type ScannerConfig struct {
 	Repeat string `toml:"repeat"`
 }
 
+// WalletConfig is the [wallet] table.
+type WalletConfig struct {
+	// OfflineLimit bounds what one card may spend, in minor units, in
+	// sales the fleet has not acknowledged yet; 0 is no limit.
+	OfflineLimit int64 `toml:"offline_limit"`
+}
+
 // LightsConfig is the [lights] table.
 type LightsConfig struct {
-	// Scene is shown once the till is ready to sell; off before and at
-	// shutdown.
+	// Scene is shown while the till is open for the day; off before it is
+	// ready and at shutdown.
 	Scene string `toml:"scene"`
+	// ClosedScene is shown once the operator closes the day.
+	ClosedScene string `toml:"closed_scene"`
 	// Fade is how long a change of scene takes, e.g. "800ms"; "0s" cuts.
 	Fade string `toml:"fade"`
 	// Scenes are the levels per channel, in percent of perceived
@@ -123,7 +135,8 @@ func defaultConfig() Config {
 		HTTP:    "127.0.0.1:8080",
 		Log:     LogConfig{Level: "info", Format: "auto"},
 		Shop:    ShopConfig{Name: "kioskd stall", Currency: "PKR", Timezone: "Asia/Karachi", DayStarts: "04:00"},
-		Lights:  LightsConfig{Scene: lighting.Open, Fade: "800ms", Scenes: lighting.DefaultScenes()},
+		Wallet:  WalletConfig{OfflineLimit: 500000},
+		Lights:  LightsConfig{Scene: lighting.Open, ClosedScene: lighting.Night, Fade: "800ms", Scenes: lighting.DefaultScenes()},
 		Printer: PrinterConfig{Enabled: true, Paper: "58mm", CodePage: "PC437", SpeedMMs: 50, Drawer: true},
 		Scanner: ScannerConfig{Enabled: true, Kind: "hid", Layout: "us", Repeat: "1s"},
 	}
@@ -268,8 +281,18 @@ func (c *Config) check() error {
 	}
 	if err := lighting.CheckScenes(c.Lights.Scenes); err != nil {
 		errs = append(errs, err)
-	} else if _, ok := c.Lights.Scenes[c.Lights.Scene]; !ok {
-		errs = append(errs, fmt.Errorf("lights.scene %q is not a scene", c.Lights.Scene))
+	} else {
+		for key, scene := range map[string]string{"scene": c.Lights.Scene, "closed_scene": c.Lights.ClosedScene} {
+			if _, ok := c.Lights.Scenes[scene]; !ok {
+				errs = append(errs, fmt.Errorf("lights.%s %q is not a scene", key, scene))
+			}
+		}
+	}
+	if c.Wallet.OfflineLimit < 0 {
+		errs = append(errs, fmt.Errorf("wallet.offline_limit %d: want 0 (no limit) or more", c.Wallet.OfflineLimit))
+	}
+	if _, err := till.BuildCatalog(till.Menu{Products: c.Catalog, Drops: c.Drops, Plans: c.Plans}); err != nil && len(c.Catalog) > 0 {
+		errs = append(errs, err)
 	}
 	errs = append(errs, c.Printer.check()...)
 	errs = append(errs, c.Scanner.check()...)

@@ -103,15 +103,15 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	}
 	log.Info().Str("board", profile.Name).Str("model", profile.Model).Str("why", why).Str("version", Version).Msg("kioskd starting")
 
-	products := cfg.Catalog
-	if len(products) == 0 && profile.IsSim() {
-		products = till.SimCatalog()
+	menu := till.Menu{Products: cfg.Catalog, Drops: cfg.Drops, Plans: cfg.Plans}
+	if len(menu.Products) == 0 && profile.IsSim() {
+		menu = till.SimMenu(time.Now())
 	}
-	catalog, err := till.NewCatalog(products)
+	catalog, err := till.BuildCatalog(menu)
 	if err != nil {
 		return err
 	}
-	if len(products) == 0 {
+	if len(menu.Products) == 0 {
 		log.Warn().Msg("the catalog is empty: add [[catalog]] entries to the config")
 	}
 	loc, _ := time.LoadLocation(cfg.Shop.Timezone) // checked with the config
@@ -143,10 +143,14 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	}
 	defer periph.Close()
 	opts := till.ServerOptions{
-		Identity:    till.Identity{KioskID: cfg.KioskID, Board: profile.Name, Version: Version, Currency: cfg.Shop.Currency},
+		Identity: till.Identity{KioskID: cfg.KioskID, Board: profile.Name, Version: Version, Currency: cfg.Shop.Currency,
+			Shop: cfg.Shop.Name},
 		Logger:      log,
 		Events:      hub,
 		Peripherals: periph,
+	}
+	if cfg.Printer.Enabled {
+		opts.PrintReport = periph.printReport
 	}
 	if world != nil {
 		opts.Sim = world.Handler()
@@ -195,11 +199,19 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		// Sales go on without receipts; the jobs wait in the ledger.
 		log.Error().Err(err).Msg("receipt printing not started")
 	}
-	t := till.New(till.Options{Ledger: l, Catalog: catalog, Logger: log,
-		Receipts: cfg.Printer.Enabled, Drawer: cfg.Printer.Drawer})
+	t := till.New(till.Options{Ledger: l, Catalog: catalog, Logger: log, Events: hub, Location: loc,
+		Receipts: cfg.Printer.Enabled, Drawer: cfg.Printer.Drawer, OfflineLimit: cfg.Wallet.OfflineLimit,
+		TradingFile: filepath.Join(cfg.Data, "trading"),
+		OnTrading: func(open bool) {
+			// The lights follow the till: the open scene while trading.
+			scene := cfg.Lights.ClosedScene
+			if open {
+				scene = cfg.Lights.Scene
+			}
+			_ = periph.lights.SetScene(scene) // checked with the config
+		}})
 	api.SetTill(t)
 	periph.setTill(t)
-	_ = periph.lights.SetScene(cfg.Lights.Scene) // checked with the config
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyReady+"\nSTATUS=selling")
 	log.Info().Uint64("head", l.Head()).Uint64("outbox", l.OutboxLen()).Msg("till ready")
 

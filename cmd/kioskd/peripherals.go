@@ -51,6 +51,11 @@ type peripherals struct {
 	scannerDone chan struct{}
 
 	receipts atomic.Pointer[printing.Queue]
+	// layout, kioskID and currency print Z-reports; set before receipts.
+	layout            receipt.Layout
+	kioskID, currency string
+
+	mqtt map[string]string // the fleet link as the status bar shows it
 }
 
 // startPeripherals opens every device the profile wires, each under
@@ -69,6 +74,12 @@ func startPeripherals(p boards.Profile, hw hardware, world *sim.World, cfg Confi
 		lights:  lights,
 		cards:   cards.NewReader(cards.Options{Logger: log, Events: hub}),
 		hub:     hub,
+		// This build has no MQTT session: a configured broker is never
+		// reached, and the screen says so.
+		mqtt: map[string]string{"state": "off"},
+	}
+	if cfg.MQTT != "" {
+		ps.mqtt = map[string]string{"state": "disconnected", "broker": cfg.MQTT}
 	}
 	for _, d := range p.I2C {
 		spec := devices.Spec{Name: d.Role, Chip: d.Chip}
@@ -153,10 +164,12 @@ func (ps *peripherals) startReceipts(ctx context.Context, l *ledger.Ledger, p bo
 	paper, _ := cfg.Printer.paper()                      // checked with the config
 	cp, _ := escpos.CodePageByName(cfg.Printer.CodePage) // checked with the config
 	loc, _ := time.LoadLocation(cfg.Shop.Timezone)
-	q := printing.New(printing.Options{Ledger: l, Events: ps.hub, Logger: log, Layout: receipt.Layout{
+	ps.layout = receipt.Layout{
 		Paper: paper, CodePage: cp, Location: loc,
 		Shop: receipt.Shop{Name: cfg.Shop.Name, Address: cfg.Shop.Address, Phone: cfg.Shop.Phone, Footer: cfg.Shop.Footer, Offer: cfg.Shop.Offer},
-	}})
+	}
+	ps.kioskID, ps.currency = cfg.KioskID, cfg.Shop.Currency
+	q := printing.New(printing.Options{Ledger: l, Events: ps.hub, Logger: log, Layout: ps.layout})
 	if err := q.Recover(ctx); err != nil {
 		return err
 	}
@@ -209,7 +222,21 @@ func (ps *peripherals) StateExtras() map[string]any {
 	if q := ps.receipts.Load(); q != nil {
 		m["printer"] = q.State()
 	}
+	m["mqtt"] = ps.mqtt
 	return m
+}
+
+// printReport queues a Z-report behind the receipts.
+func (ps *peripherals) printReport(r ledger.Report) error {
+	q := ps.receipts.Load()
+	if q == nil {
+		return fmt.Errorf("%w: receipt printing has not started", ledger.ErrUnavailable)
+	}
+	b, err := ps.layout.ZReport(r, ps.kioskID, ps.currency, time.Now())
+	if err != nil {
+		return err
+	}
+	return q.Print(printing.Document{Name: "z-report " + r.Day.String(), Data: b})
 }
 
 // devicesBudget bounds how long stopping the devices may take at shutdown.

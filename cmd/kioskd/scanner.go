@@ -100,10 +100,15 @@ func (ps *peripherals) onScan(s scanner.Scan) {
 	t := ps.till.Load()
 	if t == nil {
 		data["error"] = "the till is not ready yet"
-	} else if prod, cart, err := t.Scan(s.Code); err != nil {
+	} else if res, err := t.Scan(s.Code); err != nil {
 		data["error"] = err.Error()
 	} else {
-		data["product"], data["cart"] = prod, cart
+		if res.Product != nil {
+			data["product"], data["cart"] = res.Product, res.Cart
+		}
+		if res.Receipt != nil {
+			data["receipt"] = res.Receipt
+		}
 	}
 	ps.hub.Publish(events.Scan, data)
 }
