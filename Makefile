@@ -14,7 +14,7 @@ ARM_TEST_PKGS := boards drivers/barcode drivers/emu drivers/ina219 drivers/max17
 	drivers/pca9685 drivers/pn532 drivers/escpos drivers/scanner firmware/cards firmware/lighting \
 	firmware/sim firmware/ledger firmware/till firmware/printing firmware/receipt
 
-.PHONY: all build run test test-arm bench cross lint clean
+.PHONY: all build run test test-arm bench cross lint clean deb
 
 all: lint test
 
@@ -59,10 +59,15 @@ cross:
 	GOOS=linux GOARCH=arm GOARM=7 CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o bin/linux-armv7/ ./cmd/...
 	GOOS=linux GOARCH=arm GOARM=6 CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o bin/linux-armv6/ ./cmd/...
 
+# Debian packages for Raspberry Pi OS, arm64 and armhf (ARMv6), in dist/;
+# deploy/deb/test.sh checks them. Needs dpkg-deb and fakeroot.
+deb:
+	GO="$(GO)" VERSION="$(VERSION)" sh deploy/deb/build.sh
+
 lint:
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
 clean:
-	rm -rf bin
+	rm -rf bin dist
