@@ -365,8 +365,13 @@ func (s *ScannerConfig) check() []error {
 	return errs
 }
 
+// repeat is the scanner's dedup window; "0s" turns it off, which the
+// driver options spell as a negative window (their 0 is the default).
 func (s *ScannerConfig) repeat() time.Duration {
 	d, _ := time.ParseDuration(s.Repeat) // checked with the config
+	if d == 0 {
+		return -1
+	}
 	return d
 }
 
