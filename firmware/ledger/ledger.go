@@ -435,6 +435,9 @@ func (l *Ledger) OutboxLen() uint64 {
 // KioskID is the kiosk id new entries carry.
 func (l *Ledger) KioskID() string { return l.opts.KioskID }
 
+// Currency is the ISO 4217 code of the ledger's amounts.
+func (l *Ledger) Currency() string { return l.opts.Currency }
+
 // LedgerID is this ledger's random id, the first half of every entry's ID.
 func (l *Ledger) LedgerID() uint64 {
 	l.mu.RLock()

@@ -20,6 +20,7 @@ import (
 	"github.com/microretail/kioskd/drivers/barcode"
 	"github.com/microretail/kioskd/firmware/events"
 	"github.com/microretail/kioskd/firmware/ledger"
+	"github.com/microretail/kioskd/firmware/receipt"
 )
 
 // Errors the till returns besides the ledger's. Test with errors.Is.
@@ -505,10 +506,35 @@ func (t *Till) record(ctx context.Context, d ledger.Draft) (ledger.Entry, error)
 		d.SpendLimit = t.limit
 	}
 	e, err := t.append(ctx, d)
-	if err == nil {
-		t.publish(events.Sale, e)
+	if err != nil {
+		return ledger.Entry{}, t.walletRefusal(d, err)
 	}
-	return e, err
+	t.publish(events.Sale, e)
+	return e, nil
+}
+
+// walletRefusal says why a card cannot pay in money the cashier reads, not
+// in minor units.
+func (t *Till) walletRefusal(d ledger.Draft, err error) error {
+	var total int64
+	for _, l := range d.Lines {
+		total += l.Total()
+	}
+	cur, tail := t.ledger.Currency(), fmt.Sprintf("%X", d.Card)
+	tail = tail[max(len(tail)-4, 0):]
+	switch {
+	case errors.Is(err, ledger.ErrInsufficient):
+		bal, berr := t.ledger.WalletBalance(d.Card)
+		if berr != nil {
+			return err
+		}
+		return fmt.Errorf("%w: card …%s holds %s, this is %s", ledger.ErrInsufficient, tail,
+			receipt.Money(cur, bal), receipt.Money(cur, total))
+	case errors.Is(err, ledger.ErrLimit):
+		return fmt.Errorf("%w: card …%s has spent %s here since the fleet last synced; %s more would pass its offline limit of %s",
+			ledger.ErrLimit, tail, receipt.Money(cur, t.ledger.OfflineSpent(d.Card)), receipt.Money(cur, total), receipt.Money(cur, t.limit))
+	}
+	return err
 }
 
 // soldOutIn says which product of a refused sale ran out, in the shop's
