@@ -140,6 +140,15 @@ func statusOf(err error) int {
 	return http.StatusInternalServerError
 }
 
+// reply writes v, or the error in its place.
+func (s *Server) reply(w http.ResponseWriter, r *http.Request, v any, err error) {
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	httpjson.Write(w, http.StatusOK, v)
+}
+
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status := statusOf(err)
 	ev := s.log.Debug()
@@ -248,11 +257,7 @@ func (s *Server) scan(w http.ResponseWriter, r *http.Request, t *Till) {
 		return
 	}
 	res, err := t.Scan(req.Code)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	httpjson.Write(w, http.StatusOK, res)
+	s.reply(w, r, res, err)
 }
 
 func (s *Server) add(w http.ResponseWriter, r *http.Request, t *Till) {
@@ -269,11 +274,7 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request, t *Till) {
 		qty = *req.Qty
 	}
 	cart, err := t.Add(req.SKU, qty)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	httpjson.Write(w, http.StatusOK, map[string]any{"cart": cart})
+	s.reply(w, r, map[string]any{"cart": cart}, err)
 }
 
 func (s *Server) set(w http.ResponseWriter, r *http.Request, t *Till) {
@@ -290,11 +291,7 @@ func (s *Server) set(w http.ResponseWriter, r *http.Request, t *Till) {
 		return
 	}
 	cart, err := t.SetQty(req.SKU, *req.Qty)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	httpjson.Write(w, http.StatusOK, map[string]any{"cart": cart})
+	s.reply(w, r, map[string]any{"cart": cart}, err)
 }
 
 func (s *Server) clear(w http.ResponseWriter, r *http.Request, t *Till) {
@@ -356,11 +353,7 @@ func (s *Server) checkout(w http.ResponseWriter, r *http.Request, t *Till) {
 	}
 	c := Checkout{Payment: pay, Key: req.IdempotencyKey, Lines: req.Lines, Tendered: req.Tendered, Card: card}
 	e, err := t.Checkout(r.Context(), c)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	httpjson.Write(w, http.StatusOK, e)
+	s.reply(w, r, e, err)
 }
 
 func (s *Server) refund(w http.ResponseWriter, r *http.Request, t *Till) {
@@ -373,11 +366,7 @@ func (s *Server) refund(w http.ResponseWriter, r *http.Request, t *Till) {
 		return
 	}
 	e, err := t.Refund(r.Context(), req.SaleID, req.IdempotencyKey)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	httpjson.Write(w, http.StatusOK, e)
+	s.reply(w, r, e, err)
 }
 
 func (s *Server) reprint(w http.ResponseWriter, r *http.Request, t *Till) {
@@ -389,11 +378,7 @@ func (s *Server) reprint(w http.ResponseWriter, r *http.Request, t *Till) {
 		return
 	}
 	j, err := t.Reprint(r.Context(), req.SaleID)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	httpjson.Write(w, http.StatusOK, map[string]any{"sale_id": req.SaleID, "job": j})
+	s.reply(w, r, map[string]any{"sale_id": req.SaleID, "job": j}, err)
 }
 
 // MaxSalesPage bounds one /api/sales response.
@@ -436,11 +421,7 @@ func (s *Server) sales(w http.ResponseWriter, r *http.Request, t *Till) {
 
 func (s *Server) zreport(w http.ResponseWriter, r *http.Request, t *Till) {
 	rep, err := dayReport(t.Ledger(), r.URL.Query().Get("day"))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	httpjson.Write(w, http.StatusOK, map[string]any{"kiosk_id": s.id.KioskID, "currency": s.id.Currency, "report": rep})
+	s.reply(w, r, map[string]any{"kiosk_id": s.id.KioskID, "currency": s.id.Currency, "report": rep}, err)
 }
 
 // dayReport is the Z-report of a business day, "YYYY-MM-DD", or of today's
@@ -477,11 +458,7 @@ func (s *Server) topUp(w http.ResponseWriter, r *http.Request, t *Till) {
 		return
 	}
 	e, err := t.TopUp(r.Context(), card, req.Amount, req.Tendered, req.IdempotencyKey)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	httpjson.Write(w, http.StatusOK, e)
+	s.reply(w, r, e, err)
 }
 
 func (s *Server) wallet(w http.ResponseWriter, r *http.Request, t *Till) {
@@ -519,20 +496,12 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request, t *Till) {
 	}
 	e, err := t.Subscribe(r.Context(), Subscription{Phone: req.Phone, Plan: req.Plan, Payment: pay, Card: card,
 		Tendered: req.Tendered, Key: req.IdempotencyKey})
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	httpjson.Write(w, http.StatusOK, e)
+	s.reply(w, r, e, err)
 }
 
 func (s *Server) sale(w http.ResponseWriter, r *http.Request, t *Till) {
 	rec, err := t.Receipt(r.PathValue("id"))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	httpjson.Write(w, http.StatusOK, rec)
+	s.reply(w, r, rec, err)
 }
 
 func (s *Server) zprint(w http.ResponseWriter, r *http.Request, t *Till) {
