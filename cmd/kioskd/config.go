@@ -84,6 +84,17 @@ type WalletConfig struct {
 	OfflineLimit int64 `toml:"offline_limit"`
 }
 
+// offlineLimit is the wallet's offline limit as the till applies it: only
+// with a fleet. A kiosk with no broker is the only place its cards are
+// spent, so its balances are the whole truth, and a limit on spending the
+// fleet has not acknowledged would stop every card for good.
+func (c *Config) offlineLimit() int64 {
+	if c.MQTT == "" {
+		return 0
+	}
+	return c.Wallet.OfflineLimit
+}
+
 // LightsConfig is the [lights] table.
 type LightsConfig struct {
 	// Scene is shown while the till is open for the day; off before it is

@@ -129,3 +129,14 @@ func TestKioskIDFromHost(t *testing.T) {
 		}
 	}
 }
+
+func TestOfflineLimitNeedsAFleet(t *testing.T) {
+	c := defaultConfig()
+	if got := c.offlineLimit(); got != 0 {
+		t.Fatalf("with no broker the limit is %d", got)
+	}
+	c.MQTT = "tls://fleet.example:8883"
+	if got := c.offlineLimit(); got != c.Wallet.OfflineLimit || got == 0 {
+		t.Fatalf("with a broker the limit is %d, want %d", got, c.Wallet.OfflineLimit)
+	}
+}

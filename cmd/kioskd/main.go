@@ -200,7 +200,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		log.Error().Err(err).Msg("receipt printing not started")
 	}
 	t := till.New(till.Options{Ledger: l, Catalog: catalog, Logger: log, Events: hub, Location: loc,
-		Receipts: cfg.Printer.Enabled, Drawer: cfg.Printer.Drawer, OfflineLimit: cfg.Wallet.OfflineLimit,
+		Receipts: cfg.Printer.Enabled, Drawer: cfg.Printer.Drawer, OfflineLimit: cfg.offlineLimit(),
 		TradingFile: filepath.Join(cfg.Data, "trading"),
 		OnTrading: func(open bool) {
 			// The lights follow the till: the open scene while trading.
