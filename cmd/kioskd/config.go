@@ -302,7 +302,9 @@ func (c *Config) check() error {
 	if c.Wallet.OfflineLimit < 0 {
 		errs = append(errs, fmt.Errorf("wallet.offline_limit %d: want 0 (no limit) or more", c.Wallet.OfflineLimit))
 	}
-	if _, err := till.BuildCatalog(till.Menu{Products: c.Catalog, Drops: c.Drops, Plans: c.Plans}); err != nil && len(c.Catalog) > 0 {
+	if len(c.Catalog) == 0 && len(c.Drops) > 0 {
+		errs = append(errs, errors.New("drops: a drop names a product of [[catalog]], which is empty"))
+	} else if _, err := till.BuildCatalog(till.Menu{Products: c.Catalog, Drops: c.Drops, Plans: c.Plans}); err != nil {
 		errs = append(errs, err)
 	}
 	errs = append(errs, c.Printer.check()...)

@@ -106,6 +106,9 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	menu := till.Menu{Products: cfg.Catalog, Drops: cfg.Drops, Plans: cfg.Plans}
 	if len(menu.Products) == 0 && profile.IsSim() {
 		menu = till.SimMenu(time.Now())
+		if len(cfg.Plans) > 0 {
+			menu.Plans = cfg.Plans
+		}
 	}
 	catalog, err := till.BuildCatalog(menu)
 	if err != nil {
@@ -191,6 +194,9 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		Location: loc,
 		DayStart: dayStart,
 		Logger:   log,
+		// Only a kiosk that enforces a wallet offline limit pays for
+		// keeping the spending it is measured by.
+		SpendLimits: cfg.offlineLimit() > 0,
 	}, api, log)
 	if err != nil { // ctx ended before the ledger opened
 		return shutdownHTTP(httpSrv, httpDone, log)

@@ -418,7 +418,9 @@ func (p *preparer) entry(i int, d *Draft) result {
 	for drop, n := range sold {
 		p.stock[drop] = n
 	}
-	l.spent.add(&e)
+	if l.opts.SpendLimits {
+		l.spent.add(&e)
+	}
 	l.next++
 	p.inGroup[d.IdempotencyKey] = i
 	return result{entry: e}

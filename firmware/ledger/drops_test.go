@@ -78,7 +78,9 @@ func TestDropStock(t *testing.T) {
 func TestOfflineSpendLimit(t *testing.T) {
 	fs := vfs.NewMem()
 	clock := newClock()
-	l := openTest(t, fs, testOptions(clock))
+	opts := testOptions(clock)
+	opts.SpendLimits = true
+	l := openTest(t, fs, opts)
 	topUp(t, l, "t", 100000)
 	pay := func(key string, limit int64) error {
 		d := sale(key, PaymentWallet, chai) // 16000
@@ -100,7 +102,7 @@ func TestOfflineSpendLimit(t *testing.T) {
 	}
 	// The limit survives a restart: the unacknowledged entries are re-read.
 	l.Close()
-	l = openTest(t, fs, testOptions(clock))
+	l = openTest(t, fs, opts)
 	if err := pay("s3", 50000); !errors.Is(err, ErrLimit) {
 		t.Fatalf("past the limit after a restart: %v", err)
 	}
@@ -124,4 +126,10 @@ func TestOfflineSpendLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustVerify(t, l)
+	// A ledger that keeps no spending refuses a limit rather than ignore it.
+	l.Close()
+	l = openTest(t, fs, testOptions(clock))
+	if err := pay("s5", 50000); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("a limit on a ledger without SpendLimits: %v", err)
+	}
 }

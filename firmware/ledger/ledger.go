@@ -54,17 +54,22 @@ const formatVersion = pebble.FormatTableFormatV6
 // Options configures a ledger. The zero value of every field but KioskID is
 // usable.
 type Options struct {
-	KioskID  string                // required unless ReadOnly; stamped on every entry
-	ReadOnly bool                  // for tools: no writes; KioskID comes from the ledger
-	Currency string                // ISO 4217; default "PKR"
-	FS       vfs.FS                // default: the real filesystem
-	Clock    func() time.Time      // default: time.Now
-	Location *time.Location        // business-day time zone; default UTC
-	DayStart time.Duration         // business day starts this long after local midnight
-	Logger   zerolog.Logger        // default: no logging
-	Rand     io.Reader             // ledger id source; default crypto/rand
-	MaxGroup int                   // most requests in one group commit; default 512
-	Tune     func(*pebble.Options) // adjusts Pebble's options (benchmarks)
+	KioskID  string           // required unless ReadOnly; stamped on every entry
+	ReadOnly bool             // for tools: no writes; KioskID comes from the ledger
+	Currency string           // ISO 4217; default "PKR"
+	FS       vfs.FS           // default: the real filesystem
+	Clock    func() time.Time // default: time.Now
+	Location *time.Location   // business-day time zone; default UTC
+	DayStart time.Duration    // business day starts this long after local midnight
+	Logger   zerolog.Logger   // default: no logging
+	Rand     io.Reader        // ledger id source; default crypto/rand
+	MaxGroup int              // most requests in one group commit; default 512
+	// SpendLimits keeps what each wallet card spent above the fleet's
+	// watermark, which Draft.SpendLimit needs: it costs a read of the
+	// outbox at open and a little memory per wallet payment until the
+	// fleet acknowledges it.
+	SpendLimits bool
+	Tune        func(*pebble.Options) // adjusts Pebble's options (benchmarks)
 }
 
 // Ledger is the kiosk's durable record of sales, refunds, wallet top-ups and
@@ -204,7 +209,7 @@ func (l *Ledger) open() error {
 		return fmt.Errorf("%w: open %s: %v", ErrUnavailable, l.dir, err)
 	}
 	m, head, acked, err := l.load(db)
-	if err == nil {
+	if err == nil && l.opts.SpendLimits {
 		err = l.spent.rebuild(db, acked)
 	}
 	if err != nil {

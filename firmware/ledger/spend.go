@@ -96,6 +96,9 @@ func (l *Ledger) spendAllowed(e *Entry, limit int64) error {
 	if limit <= 0 || e.Payment != PaymentWallet || e.Kind == KindRefund {
 		return nil
 	}
+	if !l.opts.SpendLimits {
+		return fmt.Errorf("%w: a spending limit needs a ledger opened with SpendLimits", ErrInvalid)
+	}
 	if spent := l.spent.total(e.Card); spent+e.Total() > limit {
 		return fmt.Errorf("%w: card %x has spent %d since the fleet last synced; %d more would pass the offline limit of %d",
 			ErrLimit, e.Card, max(spent, 0), e.Total(), limit)

@@ -274,7 +274,7 @@ type DropView struct {
 	Drop
 	Sold  int64  `json:"sold"`
 	Left  int64  `json:"left"`
-	State string `json:"state"` // upcoming, open, sold_out or ended
+	State string `json:"state"` // upcoming, open, sold_out, ended or unknown
 }
 
 // Drop states.
@@ -283,21 +283,23 @@ const (
 	DropOpen     = "open"
 	DropSoldOut  = "sold_out"
 	DropEnded    = "ended"
+	DropUnknown  = "unknown" // the ledger cannot say what was sold
 )
 
 // catalogView lists the catalog with each drop's state at now.
-func (t *Till) catalogView(now time.Time) ([]ProductView, error) {
+func (t *Till) catalogView(now time.Time) []ProductView {
 	cat := t.Catalog()
 	out := make([]ProductView, 0, len(cat.products))
 	for _, p := range cat.products {
 		v := ProductView{Product: p}
 		if d, ok := cat.DropAt(p.SKU, now); ok {
 			sold, err := t.ledger.Sold(d.ID)
-			if err != nil {
-				return nil, err
-			}
 			dv := &DropView{Drop: d, Sold: sold, Left: max(d.Stock-sold, 0)}
 			switch {
+			case err != nil:
+				// The ledger is down: nothing sells until it is back,
+				// and the screen still shows why.
+				dv.State, dv.Left = DropUnknown, 0
 			case now.Before(d.Starts):
 				dv.State = DropUpcoming
 			case dv.Left == 0:
@@ -311,5 +313,5 @@ func (t *Till) catalogView(now time.Time) ([]ProductView, error) {
 		}
 		out = append(out, v)
 	}
-	return out, nil
+	return out
 }

@@ -68,7 +68,7 @@ func TestDrops(t *testing.T) {
 	f.must("POST", "/api/checkout", `{"payment":"cash"}`)
 	// The cart was checked when filled; checkout is what enforces the cap.
 	f.must("POST", "/api/cart/add", `{"sku":"KASHMIRI"}`)
-	f.must("POST", "/api/checkout", `{"payment":"cash","idempotency_key":"last","lines":[{"sku":"KASHMIRI","qty":1}]}`)
+	last := f.must("POST", "/api/checkout", `{"payment":"cash","idempotency_key":"last","lines":[{"sku":"KASHMIRI","qty":1}]}`)
 	code, out = f.call("POST", "/api/checkout", `{"payment":"cash"}`)
 	if code != http.StatusConflict || !strings.Contains(out["error"].(string), "Kashmiri chai is sold out") {
 		t.Fatalf("checkout past the cap: %d %v", code, out)
@@ -79,6 +79,11 @@ func TestDrops(t *testing.T) {
 	e, err := f.ledger.ByKey("last")
 	if err != nil || e.Lines[0].Drop != "eid" {
 		t.Fatalf("the sale does not name its drop: %+v %v", e, err)
+	}
+	// A retry whose reply was lost gets its sale, even once the drop ended.
+	clock.Advance(3 * time.Hour)
+	if again := f.must("POST", "/api/checkout", `{"payment":"cash","idempotency_key":"last","lines":[{"sku":"KASHMIRI","qty":1}]}`); again["id"] != last["id"] {
+		t.Fatalf("the retry after the drop ended: %v", again)
 	}
 	// Other products sell as ever.
 	f.must("POST", "/api/cart/clear", "")
@@ -196,12 +201,17 @@ func TestTradingDay(t *testing.T) {
 	if !f.must("GET", "/api/state", "")["trading"].(bool) || len(lights) != 1 || !lights[0] {
 		t.Fatalf("a new till is not open: %v", lights)
 	}
+	sold := f.must("POST", "/api/checkout", `{"payment":"cash","idempotency_key":"before-closing","lines":[{"sku":"CHAI","qty":1}]}`)
 	f.must("POST", "/api/cart/add", `{"sku":"CHAI"}`)
 	if out := f.must("POST", "/api/till", `{"trading":false}`); out["trading"] != false {
 		t.Fatalf("closing: %v", out)
 	}
 	if code, out := f.call("POST", "/api/checkout", `{"payment":"cash"}`); code != http.StatusConflict || !strings.Contains(out["error"].(string), "closed for the day") {
 		t.Fatalf("selling while closed: %d %v", code, out)
+	}
+	// A retry of a sale made before closing still gets its sale.
+	if again := f.must("POST", "/api/checkout", `{"payment":"cash","idempotency_key":"before-closing","lines":[{"sku":"CHAI","qty":1}]}`); again["id"] != sold["id"] {
+		t.Fatalf("a retry after closing: %v", again)
 	}
 	if code, _ := f.call("POST", "/api/till", `{}`); code != http.StatusBadRequest {
 		t.Fatalf("no trading field: %d", code)

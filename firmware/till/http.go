@@ -15,6 +15,7 @@ import (
 
 	"github.com/microretail/kioskd/firmware/httpjson"
 	"github.com/microretail/kioskd/firmware/ledger"
+	"github.com/microretail/kioskd/firmware/printing"
 )
 
 // MaxBody bounds a request body. The largest real request, a checkout of
@@ -133,7 +134,7 @@ func statusOf(err error) int {
 		return http.StatusConflict
 	case errors.Is(err, ledger.ErrInsufficient), errors.Is(err, ledger.ErrLimit):
 		return http.StatusPaymentRequired
-	case errors.Is(err, ErrClosed), errors.Is(err, ledger.ErrUnavailable),
+	case errors.Is(err, ErrClosed), errors.Is(err, ledger.ErrUnavailable), errors.Is(err, printing.ErrBusy),
 		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable
 	}
@@ -218,18 +219,13 @@ func (s *Server) state(w http.ResponseWriter, r *http.Request, t *Till) {
 		ls.Ready, ls.Error = false, err.Error()
 	}
 	now := s.clock()
-	cat, err := t.catalogView(now)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
 	body := map[string]any{
 		"kiosk_id": s.id.KioskID, "board": s.id.Board, "version": s.id.Version, "currency": s.id.Currency,
 		"uptime_s": s.uptime(),
 		"now":      now,
 		"shop":     map[string]string{"name": s.id.Shop},
 		"trading":  t.Trading(),
-		"catalog":  cat,
+		"catalog":  t.catalogView(now),
 		"plans":    t.Catalog().Plans(),
 		"wallet":   map[string]int64{"offline_limit": t.limit},
 		"cart":     t.Cart(),

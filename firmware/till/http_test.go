@@ -33,7 +33,7 @@ func newFixture(t *testing.T, fs vfs.FS) *fixture {
 // newFixtureWith sells menu; tweak, if not nil, adjusts the options first.
 func newFixtureWith(t *testing.T, fs vfs.FS, menu Menu, tweak func(*Options, *ServerOptions)) *fixture {
 	t.Helper()
-	l, err := ledger.Open("ledger", ledger.Options{KioskID: "stall-1", FS: fs})
+	l, err := ledger.Open("ledger", ledger.Options{KioskID: "stall-1", FS: fs, SpendLimits: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -140,16 +140,24 @@ func (t *Till) Ready() error {
 	return t.ledger.Health()
 }
 
-// sellable is nil when the till may record an entry now: it is ready and
-// open for the day.
-func (t *Till) sellable() error {
+// admit is nil when the till may record the entry with this idempotency
+// key now: it is ready and open for the day. replay is true when the key
+// is recorded already: the request is a retry (its reply was lost), which
+// the ledger answers with the recorded entry, or refuses if it asks for
+// something else, even once the day is closed or a drop has ended.
+func (t *Till) admit(key string) (replay bool, err error) {
 	if err := t.Ready(); err != nil {
-		return err
+		return false, err
+	}
+	if key != "" {
+		if _, err := t.ledger.ByKey(key); err == nil {
+			return true, nil
+		}
 	}
 	if !t.trading.open.Load() {
-		return fmt.Errorf("%w: open the till to sell", ErrNotTrading)
+		return false, fmt.Errorf("%w: open the till to sell", ErrNotTrading)
 	}
-	return nil
+	return false, nil
 }
 
 // cart is the sale being built on the counter. Its idempotency key stays
@@ -285,35 +293,43 @@ func (t *Till) Add(sku string, qty int64) (CartView, error) {
 	if qty < 1 || qty > ledger.MaxQty {
 		return CartView{}, fmt.Errorf("%w: quantity %d is not between 1 and %d", ErrInvalid, qty, ledger.MaxQty)
 	}
-	t.mu.Lock()
-	var have int64
-	for _, l := range t.cart.lines {
-		if l.SKU == sku {
-			have = l.Qty
-		}
-	}
-	t.mu.Unlock()
-	return t.SetQty(sku, have+qty)
+	return t.change(sku, qty, true)
 }
 
 // SetQty sets how many of a SKU the cart holds; 0 takes the line out.
-// A drop's product is checked against its window and what is left, so the
-// screen says "sold out" before checkout does.
 func (t *Till) SetQty(sku string, qty int64) (CartView, error) {
 	if qty < 0 || qty > ledger.MaxQty {
 		return CartView{}, fmt.Errorf("%w: quantity %d is not between 0 and %d", ErrInvalid, qty, ledger.MaxQty)
 	}
+	return t.change(sku, qty, false)
+}
+
+// change sets a line's quantity to qty, or adds qty to it when more is
+// true, in one step under the lock, so a scan racing a checkout or another
+// scan is neither lost nor carried into the next cart. A drop's product is
+// checked against its window and what is left first, so the screen says
+// "sold out" before checkout does; checkout is what enforces it.
+func (t *Till) change(sku string, qty int64, more bool) (CartView, error) {
 	cat := t.Catalog()
 	p, ok := cat.BySKU(sku)
-	if qty > 0 && !ok {
-		return CartView{}, fmt.Errorf("%w: no product has the sku %q", ErrUnknown, sku)
+	t.mu.Lock()
+	want := qty
+	if more {
+		want += t.qtyLocked(sku)
 	}
-	if qty > 0 {
-		if err := t.onSale(cat, p, qty); err != nil {
+	t.mu.Unlock()
+	if want > 0 {
+		if !ok {
+			return CartView{}, fmt.Errorf("%w: no product has the sku %q", ErrUnknown, sku)
+		}
+		if err := t.onSale(cat, p, want); err != nil {
 			return CartView{}, err
 		}
 	}
 	t.mu.Lock()
+	if more {
+		qty += t.qtyLocked(sku) // as the cart stands now
+	}
 	v, err := t.setLocked(sku, qty)
 	t.mu.Unlock()
 	if err == nil {
@@ -322,7 +338,19 @@ func (t *Till) SetQty(sku string, qty int64) (CartView, error) {
 	return v, err
 }
 
+func (t *Till) qtyLocked(sku string) int64 {
+	for _, l := range t.cart.lines {
+		if l.SKU == sku {
+			return l.Qty
+		}
+	}
+	return 0
+}
+
 func (t *Till) setLocked(sku string, qty int64) (CartView, error) {
+	if qty > ledger.MaxQty {
+		return CartView{}, fmt.Errorf("%w: %d of %s is more than one line holds (%d)", ErrInvalid, qty, sku, ledger.MaxQty)
+	}
 	for i := range t.cart.lines {
 		if t.cart.lines[i].SKU != sku {
 			continue
@@ -432,9 +460,6 @@ func (t *Till) append(ctx context.Context, d ledger.Draft) (ledger.Entry, error)
 // and returns the recorded sale. Selling given lines needs a key, since a
 // retry without one would sell twice.
 func (t *Till) Checkout(ctx context.Context, c Checkout) (ledger.Entry, error) {
-	if err := t.sellable(); err != nil {
-		return ledger.Entry{}, err
-	}
 	fromCart := c.Lines == nil
 	var cartKey string
 	var version uint64
@@ -460,6 +485,10 @@ func (t *Till) Checkout(ctx context.Context, c Checkout) (ledger.Entry, error) {
 	if len(c.Lines) == 0 {
 		return ledger.Entry{}, fmt.Errorf("%w: no lines to sell", ErrInvalid)
 	}
+	replay, err := t.admit(c.Key)
+	if err != nil {
+		return ledger.Entry{}, err
+	}
 	d := ledger.Draft{Kind: ledger.KindSale, Payment: c.Payment, IdempotencyKey: c.Key, Card: c.Card, Tendered: c.Tendered,
 		Receipt: t.receipt, Drawer: t.drawer && c.Payment == ledger.PaymentCash}
 	cat, now := t.Catalog(), t.clock()
@@ -473,7 +502,7 @@ func (t *Till) Checkout(ctx context.Context, c Checkout) (ledger.Entry, error) {
 		}
 		line := ledger.Line{SKU: p.SKU, Name: p.Name, Qty: l.Qty, Price: p.Price}
 		if drop, ok := cat.DropAt(p.SKU, now); ok {
-			if !drop.Open(now) {
+			if !drop.Open(now) && !replay {
 				return ledger.Entry{}, t.dropClosed(p, drop, now)
 			}
 			if d.Stock == nil {
@@ -505,11 +534,17 @@ func (t *Till) record(ctx context.Context, d ledger.Draft) (ledger.Entry, error)
 	if d.Payment == ledger.PaymentWallet {
 		d.SpendLimit = t.limit
 	}
+	head := t.ledger.Head()
 	e, err := t.append(ctx, d)
 	if err != nil {
 		return ledger.Entry{}, t.walletRefusal(d, err)
 	}
-	t.publish(events.Sale, e)
+	if e.Seq > head {
+		// New: a replay answers with an entry already told of. (A
+		// retry racing its own first attempt may tell twice; listeners
+		// key on the entry's id.)
+		t.publish(events.Sale, e)
+	}
 	return e, nil
 }
 
@@ -590,7 +625,7 @@ func (t *Till) settleLocked(version uint64, sold []LineRequest) {
 
 // Refund gives a sale back in full, as a new ledger entry.
 func (t *Till) Refund(ctx context.Context, saleID, key string) (ledger.Entry, error) {
-	if err := t.sellable(); err != nil {
+	if _, err := t.admit(key); err != nil {
 		return ledger.Entry{}, err
 	}
 	id, err := t.ownID(saleID)
@@ -615,7 +650,7 @@ func (t *Till) Refund(ctx context.Context, saleID, key string) (ledger.Entry, er
 
 // TopUp credits a wallet card with cash taken at the counter.
 func (t *Till) TopUp(ctx context.Context, card []byte, amount, tendered int64, key string) (ledger.Entry, error) {
-	if err := t.sellable(); err != nil {
+	if _, err := t.admit(key); err != nil {
 		return ledger.Entry{}, err
 	}
 	if amount < 1 || amount > ledger.MaxPrice {
