@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/microretail/kioskd/drivers/emu"
+	"github.com/microretail/kioskd/internal/hexfixture"
 	"periph.io/x/conn/v3/gpio"
 	"periph.io/x/conn/v3/i2c/i2ctest"
 )
@@ -77,12 +78,12 @@ func TestWireGolden(t *testing.T) {
 		t.Fatalf("%d frames written, want %d", len(writes), len(files))
 	}
 	for i, f := range files {
-		if want := fixture(t, f); !bytes.Equal(writes[i], want) {
+		if want := hexfixture.Read(t, f); !bytes.Equal(writes[i], want) {
 			t.Errorf("frame %d: % X, %s has % X", i, writes[i], f, want)
 		}
 	}
 	// The chip's answer to GetFirmwareVersion, after the status byte.
-	if want, got := fixture(t, "firmware_response.hex"), rec.Ops[5].R[1:]; !bytes.Equal(got, want) {
+	if want, got := hexfixture.Read(t, "firmware_response.hex"), rec.Ops[5].R[1:]; !bytes.Equal(got, want) {
 		t.Errorf("firmware response % X, fixture % X", got, want)
 	}
 }
@@ -376,7 +377,7 @@ func TestEmulatorFrames(t *testing.T) {
 	}
 	ready := func(f []byte) []byte { return append([]byte{statusReady}, f...) }
 	busy := []byte{0x00}
-	fw := fixture(t, "firmware_response.hex")
+	fw := hexfixture.Read(t, "firmware_response.hex")
 	// A step writes w, or reads len(want) bytes and expects want.
 	type step struct{ w, want []byte }
 	tests := []struct {

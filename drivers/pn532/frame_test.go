@@ -2,32 +2,11 @@ package pn532
 
 import (
 	"bytes"
-	"encoding/hex"
 	"errors"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
-)
 
-// fixture reads testdata/name: hex bytes separated by blanks, # comments.
-func fixture(t testing.TB, name string) []byte {
-	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var digits strings.Builder
-	for _, line := range strings.Split(string(raw), "\n") {
-		line, _, _ = strings.Cut(line, "#")
-		digits.WriteString(strings.Join(strings.Fields(line), ""))
-	}
-	b, err := hex.DecodeString(digits.String())
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	return b
-}
+	"github.com/microretail/kioskd/internal/hexfixture"
+)
 
 func TestEncodeFrameGolden(t *testing.T) {
 	tests := []struct {
@@ -45,7 +24,7 @@ func TestEncodeFrameGolden(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			want := fixture(t, tt.file)
+			want := hexfixture.Read(t, tt.file)
 			got, err := EncodeFrame(tt.tfi, tt.data)
 			if err != nil {
 				t.Fatal(err)
@@ -73,7 +52,7 @@ func TestFixedFramesGolden(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			want := fixture(t, tt.file)
+			want := hexfixture.Read(t, tt.file)
 			if !bytes.Equal(tt.ours, want) {
 				t.Fatalf("driver's %s frame % X, fixture % X", tt.kind, tt.ours, want)
 			}
@@ -184,7 +163,7 @@ func FuzzDecodeFrame(f *testing.F) {
 		"rf_configuration.hex", "in_list_passive_target.hex", "in_data_exchange_read.hex",
 		"in_release_all.hex", "ack.hex", "nack.hex", "syntax_error.hex",
 	} {
-		b := fixture(f, name)
+		b := hexfixture.Read(f, name)
 		f.Add(b)
 		f.Add(b[:len(b)-1])
 		f.Add(append([]byte{0xFF, 0x00}, b...))

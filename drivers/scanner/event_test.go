@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/microretail/kioskd/internal/hexfixture"
 	"github.com/microretail/kioskd/internal/testclock"
 )
 
@@ -40,7 +41,7 @@ func TestKeyboardEmulatorGolden(t *testing.T) {
 			if err := k.Type("1A"); err != nil {
 				t.Fatal(err)
 			}
-			want := fixture(t, tt.file)
+			want := hexfixture.Read(t, tt.file)
 			if !bytes.Equal(out.Bytes(), want) {
 				t.Fatalf("emulator wrote\n% X\nfixture\n% X", out.Bytes(), want)
 			}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/microretail/kioskd/internal/hexfixture"
 	"github.com/microretail/kioskd/internal/testclock"
 )
 
@@ -18,7 +19,7 @@ func (w *wire) Write(b []byte) (int, error) { return w.out.Write(b) }
 func TestGM65Emulator(t *testing.T) {
 	write := func(addr uint16, v byte) []byte { return encodeCommand(typeWrite, addr, []byte{v}) }
 	read := func(addr uint16, n byte) []byte { return encodeCommand(typeRead, addr, []byte{n}) }
-	ok := fixture(t, "gm65_write_reply.hex")
+	ok := hexfixture.Read(t, "gm65_write_reply.hex")
 	type step struct {
 		send    []byte        // bytes from the host
 		after   time.Duration // clock advance after sending
@@ -30,8 +31,8 @@ func TestGM65Emulator(t *testing.T) {
 		steps []step
 		zones map[uint8]byte // afterwards
 	}{
-		{"manual §8.2 read", []step{{send: fixture(t, "gm65_read_cmd.hex"), want: fixture(t, "gm65_read_reply.hex")}}, nil},
-		{"manual §8.3 write", []step{{send: fixture(t, "gm65_write_cmd.hex"), want: ok}}, map[uint8]byte{0x0A: 0x3E}},
+		{"manual §8.2 read", []step{{send: hexfixture.Read(t, "gm65_read_cmd.hex"), want: hexfixture.Read(t, "gm65_read_reply.hex")}}, nil},
+		{"manual §8.3 write", []step{{send: hexfixture.Read(t, "gm65_write_cmd.hex"), want: ok}}, map[uint8]byte{0x0A: 0x3E}},
 		{"bad CRC: no reply, no change", []step{{send: write(0x0A, 0x11)[:7], want: nil}, {send: []byte{0x11, 0x22}, want: nil}}, map[uint8]byte{0x0A: 0x3E}},
 		{"AB CD skips the CRC", []step{{send: append(write(0x0A, 0x42)[:7], 0xAB, 0xCD), want: ok}}, map[uint8]byte{0x0A: 0x42}},
 		{"noise and a stray 7E before a command", []step{{send: append([]byte{0x55, 0x7E, 0x7E, 0x01}, write(0x0A, 0x43)...), want: ok}}, map[uint8]byte{0x0A: 0x43}},
@@ -52,7 +53,7 @@ func TestGM65Emulator(t *testing.T) {
 		{"command mode waits for a trigger", []step{{send: write(zoneControl, 0xD5), want: ok}, {present: "A1", want: nil}}, map[uint8]byte{zoneTrigger: 0}},
 		{"trigger: reply, then one code", []step{
 			{send: write(zoneControl, 0xD5), want: ok},
-			{send: fixture(t, "gm65_trigger_nocrc.hex"), after: 4 * time.Second, want: ok},
+			{send: hexfixture.Read(t, "gm65_trigger_nocrc.hex"), after: 4 * time.Second, want: ok},
 			{present: "A1", want: []byte("A1")},
 			{present: "B2", want: nil},
 		}, map[uint8]byte{zoneTrigger: 0}},
@@ -101,12 +102,12 @@ func TestGM65EmulatorSave(t *testing.T) {
 	w := &wire{}
 	e := NewGM65Emulator(w, nil)
 	steps := encodeCommand(typeWrite, zoneControl, []byte{0xD6})
-	steps = append(steps, fixture(t, "gm65_save_cmd.hex")...)
+	steps = append(steps, hexfixture.Read(t, "gm65_save_cmd.hex")...)
 	steps = append(steps, encodeCommand(typeWrite, zoneTail, []byte{tailCR})...)
 	if err := e.receive(steps); err != nil {
 		t.Fatal(err)
 	}
-	if want := bytes.Repeat(fixture(t, "gm65_write_reply.hex"), 3); !bytes.Equal(w.out.Bytes(), want) {
+	if want := bytes.Repeat(hexfixture.Read(t, "gm65_write_reply.hex"), 3); !bytes.Equal(w.out.Bytes(), want) {
 		t.Fatalf("replies % X", w.out.Bytes())
 	}
 	if e.Saved(zoneControl) != 0xD6 || e.Saved(zoneTail) != tailNone || e.Zone(zoneTail) != tailCR {

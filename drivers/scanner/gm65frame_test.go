@@ -4,30 +4,10 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
-)
 
-// fixture reads testdata/name: hex bytes separated by blanks, # comments.
-func fixture(t testing.TB, name string) []byte {
-	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var digits strings.Builder
-	for _, line := range strings.Split(string(raw), "\n") {
-		line, _, _ = strings.Cut(line, "#")
-		digits.WriteString(strings.Join(strings.Fields(line), ""))
-	}
-	b, err := hex.DecodeString(digits.String())
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	return b
-}
+	"github.com/microretail/kioskd/internal/hexfixture"
+)
 
 func TestCRC16(t *testing.T) {
 	for _, tt := range []struct {
@@ -64,7 +44,7 @@ func TestFramesGolden(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			want := fixture(t, tt.file)
+			want := hexfixture.Read(t, tt.file)
 			var got []byte
 			if tt.cmd {
 				got = encodeCommand(tt.want.typ, tt.want.addr, tt.want.data)
@@ -87,8 +67,8 @@ func TestFramesGolden(t *testing.T) {
 }
 
 func TestDecodeFrameErrors(t *testing.T) {
-	write := fixture(t, "gm65_write_cmd.hex")
-	reply := fixture(t, "gm65_write_reply.hex")
+	write := hexfixture.Read(t, "gm65_write_cmd.hex")
+	reply := hexfixture.Read(t, "gm65_write_reply.hex")
 	tests := []struct {
 		name   string
 		decode func([]byte) (frame, int, error)
@@ -103,8 +83,8 @@ func TestDecodeFrameErrors(t *testing.T) {
 		{"noise", decodeReply, []byte{0x41}, errBadFrame},
 		{"reply CRC", decodeReply, []byte{0x02, 0, 0, 1, 0, 0x33, 0x32}, errBadFrame},
 		{"reply cannot skip CRC", decodeReply, []byte{0x02, 0, 0, 1, 0, 0xAB, 0xCD}, errBadFrame},
-		{"command CRC", decodeCommand, fixture(t, "gm65_bad_crc_cmd.hex"), errBadFrame},
-		{"command AB CD", decodeCommand, fixture(t, "gm65_trigger_nocrc.hex"), nil},
+		{"command CRC", decodeCommand, hexfixture.Read(t, "gm65_bad_crc_cmd.hex"), errBadFrame},
+		{"command AB CD", decodeCommand, hexfixture.Read(t, "gm65_trigger_nocrc.hex"), nil},
 		{"command short", decodeCommand, write[:len(write)-1], errShortFrame},
 		{"reply is not a command", decodeCommand, reply, errBadFrame},
 		{"Lens 0 is 256 bytes", decodeReply, []byte{0x02, 0, 0, 0, 1, 2, 3}, errShortFrame},
@@ -133,7 +113,7 @@ func TestFrame256(t *testing.T) {
 
 func FuzzDecodeFrame(f *testing.F) {
 	for _, name := range []string{"gm65_read_reply.hex", "gm65_write_reply.hex", "gm65_read_cmd.hex", "gm65_write_cmd.hex", "gm65_trigger_nocrc.hex"} {
-		f.Add(fixture(f, name))
+		f.Add(hexfixture.Read(f, name))
 	}
 	f.Add([]byte{0x02, 0x00, 0x00, 0x00})
 	f.Add([]byte("8964000123454\r\x02\x00\x00\x01\x00\x33\x31"))
@@ -173,7 +153,7 @@ func FuzzDecodeFrame(f *testing.F) {
 		// The stream splitter never loses sync for good: a valid reply after
 		// any garbage is still found.
 		l := &lines{g: &GM65{acks: make(chan frame, 1)}, sink: sink{clock: nowZero, emit: func(Scan) {}}}
-		rest := l.parse(append(append([]byte{'\r'}, b...), append([]byte{'\r'}, fixture(t, "gm65_write_reply.hex")...)...))
+		rest := l.parse(append(append([]byte{'\r'}, b...), append([]byte{'\r'}, hexfixture.Read(t, "gm65_write_reply.hex")...)...))
 		rest = l.idle(rest)
 		select {
 		case <-l.g.acks:
