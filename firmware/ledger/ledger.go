@@ -210,7 +210,7 @@ func (l *Ledger) open() error {
 	}
 	m, head, acked, err := l.load(db)
 	if err == nil && l.opts.SpendLimits {
-		err = l.spent.rebuild(db, acked)
+		err = l.spent.rebuild(db, acked, head)
 	}
 	if err != nil {
 		_ = closePebble(db)
@@ -532,36 +532,45 @@ func (l *Ledger) Range(from uint64, limit int) ([]Entry, error) {
 	}
 	out := make([]Entry, 0, to-from+1)
 	err := l.read(func(db *pebble.DB) error {
-		it, err := db.NewIter(&pebble.IterOptions{LowerBound: entryKey(from), UpperBound: entryKey(to + 1)})
+		return eachEntry(db, from, to, func(e Entry) { out = append(out, e) })
+	})
+	return out, err
+}
+
+// eachEntry hands fn the entries from seq from to seq to of db, in seq
+// order, and fails if any between them is missing.
+func eachEntry(db *pebble.DB, from, to uint64, fn func(Entry)) error {
+	if from > to {
+		return nil
+	}
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: entryKey(from), UpperBound: entryKey(to + 1)})
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	defer it.Close()
+	want := from
+	for ok := it.First(); ok; ok = it.Next() {
+		v, err := it.ValueAndErr()
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
-		defer it.Close()
-		want := from
-		for ok := it.First(); ok; ok = it.Next() {
-			v, err := it.ValueAndErr()
-			if err != nil {
-				return fmt.Errorf("%w: %v", ErrUnavailable, err)
-			}
-			e, err := decodeEntry(v)
-			if err != nil {
-				return err
-			}
-			if e.Seq != want {
-				return fmt.Errorf("%w: expected seq %d, found %d", ErrCorrupt, want, e.Seq)
-			}
-			out = append(out, e)
-			want++
+		e, err := decodeEntry(v)
+		if err != nil {
+			return err
 		}
-		if err := it.Error(); err != nil {
-			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		if e.Seq != want {
+			return fmt.Errorf("%w: expected seq %d, found %d", ErrCorrupt, want, e.Seq)
 		}
-		if want != to+1 {
-			return fmt.Errorf("%w: entries %d to %d missing", ErrCorrupt, want, to)
-		}
-		return nil
-	})
-	return out, err
+		fn(e)
+		want++
+	}
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	if want != to+1 {
+		return fmt.Errorf("%w: entries %d to %d missing", ErrCorrupt, want, to)
+	}
+	return nil
 }
 
 // Outbox returns up to limit entries the fleet has not acknowledged, oldest

@@ -66,28 +66,12 @@ func (s *spending) total(card []byte) int64 {
 	return t
 }
 
-// rebuild reads the entries above acked from db.
-func (s *spending) rebuild(db *pebble.DB, acked uint64) error {
+// rebuild reads the entries above acked, up to head, from db.
+func (s *spending) rebuild(db *pebble.DB, acked, head uint64) error {
 	s.mu.Lock()
 	s.cards = nil
 	s.mu.Unlock()
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: entryKey(acked + 1), UpperBound: []byte{tagEntry + 1}})
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
-	}
-	defer it.Close()
-	for it.First(); it.Valid(); it.Next() {
-		v, err := it.ValueAndErr()
-		if err != nil {
-			return fmt.Errorf("%w: %v", ErrUnavailable, err)
-		}
-		e, err := decodeEntry(v)
-		if err != nil {
-			return err
-		}
-		s.add(&e)
-	}
-	return it.Error()
+	return eachEntry(db, acked+1, head, func(e Entry) { s.add(&e) })
 }
 
 // spendAllowed refuses a wallet payment that takes its card past limit in
