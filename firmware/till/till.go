@@ -141,23 +141,28 @@ func (t *Till) Ready() error {
 }
 
 // admit is nil when the till may record the entry with this idempotency
-// key now: it is ready and open for the day. replay is true when the key
-// is recorded already: the request is a retry (its reply was lost), which
-// the ledger answers with the recorded entry, or refuses if it asks for
-// something else, even once the day is closed or a drop has ended.
-func (t *Till) admit(key string) (replay bool, err error) {
+// key now: it is ready and open for the day. A closed till still answers
+// a retry whose reply was lost (the key is recorded already): the ledger
+// replays the recorded entry, or refuses a different request.
+func (t *Till) admit(key string) error {
 	if err := t.Ready(); err != nil {
-		return false, err
+		return err
 	}
-	if key != "" {
-		if _, err := t.ledger.ByKey(key); err == nil {
-			return true, nil
-		}
+	if t.trading.open.Load() || t.recorded(key) {
+		return nil
 	}
-	if !t.trading.open.Load() {
-		return false, fmt.Errorf("%w: open the till to sell", ErrNotTrading)
+	return fmt.Errorf("%w: open the till to sell", ErrNotTrading)
+}
+
+// recorded reports whether an entry carries key. It is asked only where the
+// till would refuse, so the checkout path does not look every key up twice:
+// the ledger's sequencer does that.
+func (t *Till) recorded(key string) bool {
+	if key == "" {
+		return false
 	}
-	return false, nil
+	_, err := t.ledger.ByKey(key)
+	return err == nil
 }
 
 // cart is the sale being built on the counter. Its idempotency key stays
@@ -485,8 +490,7 @@ func (t *Till) Checkout(ctx context.Context, c Checkout) (ledger.Entry, error) {
 	if len(c.Lines) == 0 {
 		return ledger.Entry{}, fmt.Errorf("%w: no lines to sell", ErrInvalid)
 	}
-	replay, err := t.admit(c.Key)
-	if err != nil {
+	if err := t.admit(c.Key); err != nil {
 		return ledger.Entry{}, err
 	}
 	d := ledger.Draft{Kind: ledger.KindSale, Payment: c.Payment, IdempotencyKey: c.Key, Card: c.Card, Tendered: c.Tendered,
@@ -502,7 +506,7 @@ func (t *Till) Checkout(ctx context.Context, c Checkout) (ledger.Entry, error) {
 		}
 		line := ledger.Line{SKU: p.SKU, Name: p.Name, Qty: l.Qty, Price: p.Price}
 		if drop, ok := cat.DropAt(p.SKU, now); ok {
-			if !drop.Open(now) && !replay {
+			if !drop.Open(now) && !t.recorded(c.Key) {
 				return ledger.Entry{}, t.dropClosed(p, drop, now)
 			}
 			if d.Stock == nil {
@@ -625,7 +629,7 @@ func (t *Till) settleLocked(version uint64, sold []LineRequest) {
 
 // Refund gives a sale back in full, as a new ledger entry.
 func (t *Till) Refund(ctx context.Context, saleID, key string) (ledger.Entry, error) {
-	if _, err := t.admit(key); err != nil {
+	if err := t.admit(key); err != nil {
 		return ledger.Entry{}, err
 	}
 	id, err := t.ownID(saleID)
@@ -650,7 +654,7 @@ func (t *Till) Refund(ctx context.Context, saleID, key string) (ledger.Entry, er
 
 // TopUp credits a wallet card with cash taken at the counter.
 func (t *Till) TopUp(ctx context.Context, card []byte, amount, tendered int64, key string) (ledger.Entry, error) {
-	if _, err := t.admit(key); err != nil {
+	if err := t.admit(key); err != nil {
 		return ledger.Entry{}, err
 	}
 	if amount < 1 || amount > ledger.MaxPrice {
