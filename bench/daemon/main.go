@@ -15,10 +15,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -27,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/microretail/kioskd/bench/internal/kioskd"
 	"github.com/microretail/kioskd/firmware/ledger"
 )
 
@@ -42,15 +41,9 @@ func main() {
 }
 
 func run(dir string, entries uint64, checkouts int) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	bin, err := filepath.Abs(filepath.Join(dir, "kioskd"))
+	bin, err := kioskd.Build(dir, "kioskd")
 	if err != nil {
 		return err
-	}
-	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/kioskd").CombinedOutput(); err != nil {
-		return fmt.Errorf("build: %v\n%s", err, out)
 	}
 	cold := filepath.Join(dir, "cold")
 	head, err := populate(filepath.Join(cold, "ledger"), entries)
@@ -136,40 +129,17 @@ func populate(dir string, n uint64) (uint64, error) {
 	return l.Head(), nil
 }
 
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
-type daemon struct {
-	cmd  *exec.Cmd
-	addr string
-	done chan error
-}
-
 var client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
 
 // start execs kioskd and returns how long until /healthz first answers 200.
-func start(bin, data string) (*daemon, time.Duration, error) {
-	addr, err := freeAddr()
+func start(bin, data string) (*kioskd.Proc, time.Duration, error) {
+	t0 := time.Now()
+	d, err := kioskd.Start(bin, "--data", data, "--kiosk-id", "bench-cold")
 	if err != nil {
 		return nil, 0, err
 	}
-	cmd := exec.Command(bin, "--board", "sim", "--data", data, "--http", addr, "--kiosk-id", "bench-cold")
-	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET=")
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-	d := &daemon{cmd: cmd, addr: addr, done: make(chan error, 1)}
-	t0 := time.Now()
-	if err := cmd.Start(); err != nil {
-		return nil, 0, err
-	}
-	go func() { d.done <- cmd.Wait() }()
 	for time.Since(t0) < 60*time.Second {
-		resp, err := client.Get("http://" + addr + "/healthz")
+		resp, err := client.Get("http://" + d.Addr + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
@@ -177,24 +147,13 @@ func start(bin, data string) (*daemon, time.Duration, error) {
 			}
 		}
 		select {
-		case err := <-d.done:
+		case err := <-d.Done:
 			return nil, 0, fmt.Errorf("kioskd exited: %v", err)
 		case <-time.After(200 * time.Microsecond):
 		}
 	}
-	_ = cmd.Process.Kill()
+	d.Kill()
 	return nil, 0, errors.New("kioskd never became ready")
-}
-
-func (d *daemon) stop() error {
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-d.done:
-		return err
-	case <-time.After(10 * time.Second):
-		_ = d.cmd.Process.Kill()
-		return errors.New("kioskd did not stop on SIGTERM")
-	}
 }
 
 // killMidRun sells on the big ledger, then SIGKILLs kioskd, leaving a WAL
@@ -206,14 +165,13 @@ func killMidRun(bin, data string) error {
 	}
 	for i := range 20_000 {
 		body := fmt.Sprintf(`{"payment":"cash","idempotency_key":"kill-%d-%d","lines":[{"sku":"CHAI","qty":1}]}`, time.Now().UnixNano(), i)
-		resp, err := client.Post("http://"+d.addr+"/api/checkout", "application/json", strings.NewReader(body))
+		resp, err := client.Post("http://"+d.Addr+"/api/checkout", "application/json", strings.NewReader(body))
 		if err != nil {
 			return err
 		}
 		resp.Body.Close()
 	}
-	_ = d.cmd.Process.Kill()
-	<-d.done
+	d.Kill()
 	return nil
 }
 
@@ -230,7 +188,7 @@ func startRow(name, bin, data string, runs int, drop bool) error {
 			return err
 		}
 		times = append(times, took)
-		if err := d.stop(); err != nil {
+		if err := d.Stop(); err != nil {
 			return err
 		}
 	}
@@ -250,11 +208,11 @@ func httpCheckouts(bin, data string, n int) error {
 	if err != nil {
 		return err
 	}
-	defer d.stop()
+	defer d.Stop()
 	post := func(i int) (time.Duration, error) {
 		body := fmt.Sprintf(`{"payment":"cash","idempotency_key":"http-%d","lines":[{"sku":"CHAI","qty":2},{"sku":"SAMOSA","qty":3}]}`, i)
 		t0 := time.Now()
-		resp, err := client.Post("http://"+d.addr+"/api/checkout", "application/json", strings.NewReader(body))
+		resp, err := client.Post("http://"+d.Addr+"/api/checkout", "application/json", strings.NewReader(body))
 		if err != nil {
 			return 0, err
 		}

@@ -25,13 +25,13 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/microretail/kioskd/bench/internal/kioskd"
 	"github.com/microretail/kioskd/internal/browser"
 )
 
@@ -57,15 +57,9 @@ var codes = []string{"8964000100011", "8964000100035", "8964000100042", "8964000
 	"8964000100080", "8964000100097", "8964000100103"}
 
 func run(exe, dir string, scans, starts int, poll time.Duration) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	bin, err := filepath.Abs(filepath.Join(dir, "kioskd-till"))
+	bin, err := kioskd.Build(dir, "kioskd-till")
 	if err != nil {
 		return err
-	}
-	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/kioskd").CombinedOutput(); err != nil {
-		return fmt.Errorf("build: %v\n%s", err, out)
 	}
 	cfg := filepath.Join(dir, "till-bench.toml")
 	// Every read counts: the same product is scanned many times over.
@@ -90,19 +84,19 @@ func run(exe, dir string, scans, starts int, poll time.Duration) error {
 
 	data := filepath.Join(dir, "till-scan")
 	_ = os.RemoveAll(data)
-	k, err := startKioskd(bin, cfg, data)
+	k, err := kioskd.Start(bin, "--config", cfg, "--data", data, "--kiosk-id", "bench")
 	if err != nil {
 		return err
 	}
-	defer k.stop()
-	if err := k.waitListening(10 * time.Second); err != nil {
+	defer k.Stop()
+	if err := waitListening(k, 10*time.Second); err != nil {
 		return err
 	}
-	weight, err := pageWeight(k.addr)
+	weight, err := pageWeight(k.Addr)
 	if err != nil {
 		return err
 	}
-	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+k.addr+"/"),
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+k.Addr+"/"),
 		chromedp.WaitVisible(chromedp.CSS(".tile"))); err != nil {
 		return err
 	}
@@ -202,58 +196,37 @@ func scanLatencies(ctx context.Context, n int, poll time.Duration) (total, page 
 func startToTill(ctx context.Context, bin, cfg, data string) (time.Duration, error) {
 	_ = os.RemoveAll(data)
 	t0 := time.Now()
-	k, err := startKioskd(bin, cfg, data)
+	k, err := kioskd.Start(bin, "--config", cfg, "--data", data, "--kiosk-id", "bench")
 	if err != nil {
 		return 0, err
 	}
-	defer k.stop()
-	if err := k.waitListening(10 * time.Second); err != nil {
+	defer k.Stop()
+	if err := waitListening(k, 10*time.Second); err != nil {
 		return 0, err
 	}
 	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	if err := chromedp.Do(sctx, chromedp.Navigate("http://"+k.addr+"/"), chromedp.WaitVisible(chromedp.CSS(".tile"))); err != nil {
+	if err := chromedp.Do(sctx, chromedp.Navigate("http://"+k.Addr+"/"), chromedp.WaitVisible(chromedp.CSS(".tile"))); err != nil {
 		return 0, fmt.Errorf("till not rendered: %w", err)
 	}
 	return time.Since(t0), nil
 }
 
-type kioskd struct {
-	cmd  *exec.Cmd
-	addr string
-}
-
-func startKioskd(bin, cfg, data string) (*kioskd, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	cmd := exec.Command(bin, "--board", "sim", "--config", cfg, "--data", data, "--http", addr, "--kiosk-id", "bench")
-	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET=")
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	return &kioskd{cmd: cmd, addr: addr}, nil
-}
-
-func (k *kioskd) waitListening(within time.Duration) error {
+// waitListening waits for the till's port to accept connections.
+func waitListening(k *kioskd.Proc, within time.Duration) error {
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
-		if c, err := net.Dial("tcp", k.addr); err == nil {
+		if c, err := net.Dial("tcp", k.Addr); err == nil {
 			c.Close()
 			return nil
 		}
-		time.Sleep(time.Millisecond)
+		select {
+		case err := <-k.Done:
+			return fmt.Errorf("kioskd exited: %v", err)
+		case <-time.After(time.Millisecond):
+		}
 	}
 	return errors.New("kioskd did not listen in time")
-}
-
-func (k *kioskd) stop() {
-	_ = k.cmd.Process.Signal(os.Interrupt)
-	_ = k.cmd.Wait()
 }
 
 func pageWeight(addr string) (int, error) {
