@@ -51,6 +51,17 @@ func entries() map[string]ledger.Entry {
 
 // TestRoundTrip prints every kind of entry on both paper widths through
 // the emulated printer and reads back what it printed.
+// printOn feeds b to an emulated printer with paper p and returns what it
+// printed.
+func printOn(t *testing.T, p escpos.Paper, b []byte) []escpos.Receipt {
+	t.Helper()
+	em := escpos.NewEmulator(p)
+	if _, err := em.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	return em.Receipts()
+}
+
 func TestRoundTrip(t *testing.T) {
 	for _, p := range []escpos.Paper{escpos.Paper58, escpos.Paper80} {
 		for name, e := range entries() {
@@ -59,11 +70,7 @@ func TestRoundTrip(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				em := escpos.NewEmulator(p)
-				if _, err := em.Write(b); err != nil {
-					t.Fatal(err)
-				}
-				got := em.Receipts()
+				got := printOn(t, p, b)
 				if len(got) != 1 || !got[0].Cut || got[0].Job != e.ID.String() {
 					t.Fatalf("receipts %+v", got)
 				}
@@ -203,11 +210,7 @@ func TestZReport(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		em := escpos.NewEmulator(p)
-		if _, err := em.Write(b); err != nil {
-			t.Fatal(err)
-		}
-		got := em.Receipts()
+		got := printOn(t, p, b)
 		if len(got) != 1 || !got[0].Cut {
 			t.Fatalf("%d columns: printed %+v", p.Columns, got)
 		}
