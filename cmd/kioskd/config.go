@@ -38,6 +38,30 @@ type Config struct {
 	Lights  LightsConfig   `toml:"lights"`
 	Printer PrinterConfig  `toml:"printer"`
 	Scanner ScannerConfig  `toml:"scanner"`
+	Fleet   FleetConfig    `toml:"fleet"`
+}
+
+// FleetConfig is the [fleet] table: how the MQTT session (mqtt, above)
+// authenticates, and how often it reports.
+type FleetConfig struct {
+	CA       string `toml:"ca"`
+	Cert     string `toml:"cert"`
+	Key      string `toml:"key"`
+	Username string `toml:"username"`
+	Password string `toml:"password"`
+	// Report cadences: power on mains, power on battery, health.
+	PowerEvery        string `toml:"power_every"`
+	BatteryPowerEvery string `toml:"battery_power_every"`
+	HealthEvery       string `toml:"health_every"`
+	// Sales batches: at most this many entries and bytes each.
+	BatchMax   int `toml:"batch_max"`
+	BatchBytes int `toml:"batch_bytes"`
+}
+
+// every parses a cadence checked with the config.
+func every(s string) time.Duration {
+	d, _ := time.ParseDuration(s)
+	return d
 }
 
 // PrinterConfig is the [printer] table. Empty connection settings come
@@ -150,6 +174,8 @@ func defaultConfig() Config {
 		Lights:  LightsConfig{Scene: lighting.Open, ClosedScene: lighting.Night, Fade: "800ms", Scenes: lighting.DefaultScenes()},
 		Printer: PrinterConfig{Enabled: true, Paper: "58mm", CodePage: "PC437", SpeedMMs: 50, Drawer: true},
 		Scanner: ScannerConfig{Enabled: true, Kind: "hid", Layout: "us", Repeat: "1s"},
+		Fleet: FleetConfig{PowerEvery: "60s", BatteryPowerEvery: "10s", HealthEvery: "5m",
+			BatchMax: 500, BatchBytes: 128 << 10},
 	}
 }
 
@@ -268,6 +294,7 @@ func (c *Config) check() error {
 		strings.HasPrefix(c.MQTT, "tls://") || strings.HasPrefix(c.MQTT, "ws://") || strings.HasPrefix(c.MQTT, "wss://")) {
 		errs = append(errs, fmt.Errorf("mqtt %q: want tcp://, ssl://, tls://, ws:// or wss://", c.MQTT))
 	}
+	errs = append(errs, c.Fleet.check()...)
 	switch c.Log.Level {
 	case "trace", "debug", "info", "warn", "error":
 	default:
@@ -394,4 +421,30 @@ func (c *Config) dayStart() (time.Duration, error) {
 		return 0, fmt.Errorf("shop.day_starts %q: want HH:MM", c.Shop.DayStarts)
 	}
 	return time.Duration(t.Hour())*time.Hour + time.Duration(t.Minute())*time.Minute, nil
+}
+
+func (f FleetConfig) check() []error {
+	var errs []error
+	for _, c := range []struct {
+		key, v   string
+		min, max time.Duration
+	}{
+		{"power_every", f.PowerEvery, time.Second, time.Hour},
+		{"battery_power_every", f.BatteryPowerEvery, time.Second, time.Hour},
+		{"health_every", f.HealthEvery, 5 * time.Second, 24 * time.Hour},
+	} {
+		if d, err := time.ParseDuration(c.v); err != nil || d < c.min || d > c.max {
+			errs = append(errs, fmt.Errorf("fleet.%s %q: want a duration from %s to %s", c.key, c.v, c.min, c.max))
+		}
+	}
+	if f.BatchMax < 1 || f.BatchMax > 5000 {
+		errs = append(errs, fmt.Errorf("fleet.batch_max %d: want 1 to 5000", f.BatchMax))
+	}
+	if f.BatchBytes < 4<<10 || f.BatchBytes > 256<<10 {
+		errs = append(errs, fmt.Errorf("fleet.batch_bytes %d: want 4096 to 262144", f.BatchBytes))
+	}
+	if (f.Cert == "") != (f.Key == "") {
+		errs = append(errs, errors.New("fleet: cert and key go together"))
+	}
+	return errs
 }

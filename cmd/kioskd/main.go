@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"syscall"
@@ -63,11 +64,41 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	log := newLogger(cfg, stdout)
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := serve(ctx, cfg, log); err != nil {
+	err = serve(ctx, cfg, log)
+	var rb rebootRequest
+	if errors.As(err, &rb) {
+		err = rb.reboot(log)
+	}
+	if err != nil {
 		log.Error().Err(err).Msg("kioskd stopped")
 		return 1
 	}
 	return 0
+}
+
+// rebootRequest is serve's answer when the fleet asked for a reboot: it
+// has shut down cleanly, and run reboots once everything is closed.
+type rebootRequest struct{ sim bool }
+
+func (r rebootRequest) Error() string { return errReboot.Error() }
+
+// reboot restarts the board, or on the sim board, which must never touch
+// the host, kioskd itself in place: the same process id, a new boot.
+func (r rebootRequest) reboot(log zerolog.Logger) error {
+	if r.sim {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		log.Info().Msg("sim board: rebooting kioskd in place")
+		return syscall.Exec(exe, os.Args, os.Environ())
+	}
+	log.Info().Msg("rebooting the board")
+	out, err := exec.Command("systemctl", "reboot").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("systemctl reboot: %v: %s", err, out)
+	}
+	return nil
 }
 
 func newLogger(cfg Config, stdout io.Writer) zerolog.Logger {
@@ -90,6 +121,8 @@ func newLogger(cfg Config, stdout io.Writer) zerolog.Logger {
 // serve runs the kiosk until ctx ends, then shuts it down cleanly: no new
 // sales, in-flight checkouts finished and synced, the ledger closed.
 func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
+	ctx, reboot := context.WithCancelCause(ctx)
+	defer reboot(nil)
 	boardName, why := cfg.Board, "configured"
 	if boardName == "" {
 		boardName, why = boards.Detect(boards.ModelPath)
@@ -184,9 +217,6 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		defer broker.Close()
 		log.Info().Str("addr", devBrokerAddr).Msg("dev MQTT broker up")
 	}
-	if cfg.MQTT != "" {
-		log.Warn().Str("mqtt", cfg.MQTT).Msg("this build has no MQTT session yet: running offline; sales wait in the outbox")
-	}
 
 	l, err := openLedger(ctx, filepath.Join(cfg.Data, "ledger"), ledger.Options{
 		KioskID:  cfg.KioskID,
@@ -220,6 +250,11 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	periph.setTill(t)
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyReady+"\nSTATUS=selling")
 	log.Info().Uint64("head", l.Head()).Uint64("outbox", l.OutboxLen()).Msg("till ready")
+	fl, err := startFleet(cfg, profile, l, t, periph, hub, reboot, log)
+	if err != nil {
+		// The till sells offline; the outbox waits for a fixed config.
+		log.Error().Err(err).Msg("fleet link not started")
+	}
 
 	wdCtx, stopWatchdog := context.WithCancel(ctx)
 	defer stopWatchdog()
@@ -235,6 +270,11 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping+"\nSTATUS=shutting down")
 	t.Close()
 	_ = periph.lights.FadeTo(lighting.Off, 0)
+	reason := "stop"
+	if errors.Is(context.Cause(ctx), errReboot) {
+		reason = "reboot"
+	}
+	fl.close(reason)
 	// The devices stop beside the HTTP drain, each within its own budget.
 	devDone := make(chan struct{})
 	go func() { defer close(devDone); periph.Close() }()
@@ -247,6 +287,9 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		return err
 	}
 	log.Info().Uint64("head", l.Head()).Msg("ledger closed; bye")
+	if herr == nil && reason == "reboot" {
+		return rebootRequest{sim: profile.IsSim()}
+	}
 	return herr
 }
 

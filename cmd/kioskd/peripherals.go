@@ -27,6 +27,7 @@ import (
 	"github.com/microretail/kioskd/firmware/receipt"
 	"github.com/microretail/kioskd/firmware/sim"
 	"github.com/microretail/kioskd/firmware/till"
+	"github.com/microretail/kioskd/telemetry"
 )
 
 // How often each kind of device is worked.
@@ -55,7 +56,8 @@ type peripherals struct {
 	layout            receipt.Layout
 	kioskID, currency string
 
-	mqtt map[string]string // the fleet link as the status bar shows it
+	broker string                            // the configured broker; "" runs offline
+	fleet  atomic.Pointer[telemetry.Session] // the fleet link once it is started
 }
 
 // startPeripherals opens every device the profile wires, each under
@@ -74,12 +76,7 @@ func startPeripherals(p boards.Profile, hw hardware, world *sim.World, cfg Confi
 		lights:  lights,
 		cards:   cards.NewReader(cards.Options{Logger: log, Events: hub}),
 		hub:     hub,
-		// This build has no MQTT session: a configured broker is never
-		// reached, and the screen says so.
-		mqtt: map[string]string{"state": "off"},
-	}
-	if cfg.MQTT != "" {
-		ps.mqtt = map[string]string{"state": "disconnected", "broker": cfg.MQTT}
+		broker:  cfg.MQTT,
 	}
 	for _, d := range p.I2C {
 		spec := devices.Spec{Name: d.Role, Chip: d.Chip}
@@ -222,8 +219,19 @@ func (ps *peripherals) StateExtras() map[string]any {
 	if q := ps.receipts.Load(); q != nil {
 		m["printer"] = q.State()
 	}
-	m["mqtt"] = ps.mqtt
+	m["mqtt"] = ps.fleetState()
 	return m
+}
+
+// fleetState is the fleet link as the status bar shows it.
+func (ps *peripherals) fleetState() map[string]any {
+	if f := ps.fleet.Load(); f != nil {
+		return f.State()
+	}
+	if ps.broker != "" {
+		return map[string]any{"state": "connecting", "broker": ps.broker}
+	}
+	return map[string]any{"state": "off"}
 }
 
 // printReport queues a Z-report behind the receipts.

@@ -173,6 +173,21 @@ func (c *Catalog) addPlans(plans []Plan) []error {
 // planSKU prefixes a plan's id to make the SKU of its ledger line.
 const planSKU = "PLAN-"
 
+// Menu is what the catalog was built from: products, drops (in time order
+// by SKU) and plans.
+func (c *Catalog) Menu() Menu {
+	m := Menu{Products: c.Products(), Plans: c.Plans()}
+	skus := make([]string, 0, len(c.drops))
+	for sku := range c.drops {
+		skus = append(skus, sku)
+	}
+	slices.Sort(skus)
+	for _, sku := range skus {
+		m.Drops = append(m.Drops, c.drops[sku]...)
+	}
+	return m
+}
+
 // Plans lists the subscription plans.
 func (c *Catalog) Plans() []Plan { return append([]Plan(nil), c.plans...) }
 

@@ -1,0 +1,234 @@
+package telemetry
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/microretail/kioskd/firmware/events"
+)
+
+// reportLoop publishes tele/power and tele/health at their cadences: power
+// more often off mains, where the fleet watches the battery run down.
+func (s *Session) reportLoop(ctx context.Context) {
+	var lastPower, lastHealth time.Time
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := s.o.Clock()
+		if s.o.Power != nil {
+			every := s.o.PowerEvery
+			if !s.powerMains.Load() {
+				every = s.o.BatteryPowerEvery
+			}
+			if now.Sub(lastPower) >= every && s.publishPower() {
+				lastPower = now
+			}
+		}
+		if now.Sub(lastHealth) >= s.o.HealthEvery && s.publishHealth() {
+			lastHealth = now
+		}
+	}
+}
+
+// publishTelemetry sends both reports now, as after a connect.
+func (s *Session) publishTelemetry() {
+	s.publishPower()
+	s.publishHealth()
+}
+
+func (s *Session) publishPower() bool {
+	if s.o.Power == nil {
+		return false
+	}
+	p := s.o.Power()
+	s.powerMains.Store(p.Mains)
+	p.TS, p.Seq = s.o.Clock().UTC(), s.powerSeq.Add(1)
+	_, err := s.publish(TopicPower, 0, true, p)
+	return err == nil
+}
+
+func (s *Session) publishHealth() bool {
+	_, err := s.publish(TopicHealth, 0, true, s.Health())
+	return err == nil
+}
+
+// Health is the kiosk's health report as tele/health carries it.
+func (s *Session) Health() Health {
+	now := s.o.Clock()
+	h := Health{
+		TS: now.UTC(), Seq: s.healthSeq.Add(1), UptimeS: int64(now.Sub(s.start) / time.Second), Boot: s.boot,
+		CheckoutAvailability: s.avail.Fraction(now), Version: s.o.Version,
+		DiskFree: diskFree(s.o.StateDir), CPUTempC: cpuTemp(),
+	}
+	if s.o.Devices != nil {
+		h.Devices = s.o.Devices()
+	}
+	if s.o.Ledger != nil {
+		h.Outbox = s.o.Ledger.OutboxLen()
+	}
+	if s.o.Config != nil {
+		h.Config = s.o.Config.Version()
+	}
+	return h
+}
+
+func diskFree(dir string) uint64 {
+	var st unix.Statfs_t
+	if unix.Statfs(dir, &st) != nil {
+		return 0
+	}
+	return st.Bavail * uint64(st.Bsize)
+}
+
+// cpuTemp reads the SoC temperature the Pi's thermal zone reports in
+// millidegrees; nil where there is none.
+func cpuTemp() *float64 {
+	b, err := os.ReadFile("/sys/class/thermal/thermal_zone0/temp")
+	if err != nil {
+		return nil
+	}
+	m, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return nil
+	}
+	c := float64(m) / 1000
+	return &c
+}
+
+// notable are the hub's events the fleet hears about; the rest (scans,
+// cart edits, sales, which go by sales sync) stay on the counter.
+var notable = map[string]bool{
+	events.MainsLost: true, events.MainsRestored: true, events.PaperOut: true, events.PrinterStatus: true,
+	events.DeviceOffline: true, events.DeviceDegraded: true, events.DeviceOK: true, events.Lights: true,
+	events.Till: true, "power": true, "shutdown": true,
+}
+
+// maxPendingEvents bounds the events kept while offline; past it the
+// oldest go, and the fleet is told how many.
+const maxPendingEvents = 1000
+
+// eventLoop forwards notable events at QoS 1, one at a time, each
+// waiting for its PUBACK; while offline they queue (bounded) and go out
+// after the reconnect.
+func (s *Session) eventLoop(ctx context.Context) {
+	if s.o.Events == nil {
+		return
+	}
+	sub := s.o.Events.Subscribe(0, false, 256)
+	defer s.o.Events.Unsubscribe(sub)
+	var pending []Event
+	dropped := 0
+	retry := time.NewTicker(time.Second)
+	defer retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-sub.C():
+			if !ok {
+				// Cut off for lagging: resubscribe and carry on; what
+				// was missed is counted as dropped.
+				s.o.Events.Unsubscribe(sub)
+				sub = s.o.Events.Subscribe(0, false, 256)
+				dropped++
+				continue
+			}
+			if !notable[e.Type] {
+				continue
+			}
+			data, _ := json.Marshal(e.Data)
+			pending = append(pending, Event{TS: e.Time.UTC(), Type: e.Type, Data: data})
+			if len(pending) > maxPendingEvents {
+				dropped += len(pending) - maxPendingEvents
+				pending = pending[len(pending)-maxPendingEvents:]
+			}
+		case <-retry.C:
+		}
+		if dropped > 0 && s.connected.Load() {
+			data, _ := json.Marshal(map[string]int{"count": dropped})
+			pending = append([]Event{{TS: s.o.Clock().UTC(), Type: "events_dropped", Data: data}}, pending...)
+			dropped = 0
+		}
+		for len(pending) > 0 && s.connected.Load() {
+			tok, err := s.publish(TopicEvents, 1, false, pending[0])
+			if err == nil {
+				err = waitToken(ctx, tok, 10*time.Second)
+			}
+			if err != nil {
+				break
+			}
+			pending = pending[1:]
+		}
+	}
+}
+
+// availabilityLoop samples CanSell every second.
+func (s *Session) availabilityLoop(ctx context.Context) {
+	if s.o.CanSell == nil {
+		return
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			s.avail.Observe(s.o.CanSell(), s.o.Clock())
+		}
+	}
+}
+
+// Availability measures the fraction of uptime during which the till
+// could take a sale. Each observation covers the time since the one
+// before; time before the first observation counts as down, since the
+// till was not yet up to sell.
+type Availability struct {
+	mu    sync.Mutex
+	start time.Time
+	last  time.Time
+	up    time.Duration
+}
+
+// NewAvailability starts measuring at start.
+func NewAvailability(start time.Time) *Availability {
+	return &Availability{start: start, last: start}
+}
+
+// Observe records whether the till could sell at now, for the time
+// since the last observation.
+func (a *Availability) Observe(canSell bool, now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !now.After(a.last) {
+		return
+	}
+	if canSell {
+		a.up += now.Sub(a.last)
+	}
+	a.last = now
+}
+
+// Fraction is up time over uptime up to the last observation, 0 to 1; 0
+// before any time has passed.
+func (a *Availability) Fraction(time.Time) float64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	total := a.last.Sub(a.start)
+	if total <= 0 {
+		return 0
+	}
+	return float64(a.up) / float64(total)
+}

@@ -1,0 +1,432 @@
+package telemetry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/rs/zerolog"
+
+	"github.com/microretail/kioskd/firmware/events"
+	"github.com/microretail/kioskd/firmware/ledger"
+	"github.com/microretail/kioskd/internal/atomicfile"
+	"github.com/microretail/kioskd/internal/wait"
+)
+
+// Ledger is what sales sync needs of the kiosk's ledger.
+type Ledger interface {
+	Head() uint64
+	Acked() uint64
+	OutboxLen() uint64
+	Range(from uint64, limit int) ([]ledger.Entry, error)
+	Ack(ctx context.Context, seq uint64) error
+}
+
+// Options configure a Session. Broker, KioskID and StateDir are required.
+type Options struct {
+	Broker   string // tcp://, ssl://, tls://, ws:// or wss://
+	KioskID  string // the client id and the <id> of every topic
+	Version  string
+	Board    string
+	TLS      TLSFiles
+	Username string
+	Password string
+
+	// StateDir keeps what the session must remember across restarts:
+	// the boot counter, the command memory and the fleet's desired config.
+	StateDir string
+
+	Ledger Ledger      // nil: no sales sync
+	Events *events.Hub // notable events go out on kiosk/<id>/events
+
+	// Power and Devices are sampled for tele/power and tele/health; nil
+	// leaves the reporter or the field out. CanSell is sampled every
+	// second to measure checkout availability.
+	Power   func() Power
+	Devices func() map[string]string
+	CanSell func() bool
+
+	PowerEvery        time.Duration // default 60 s on mains
+	BatteryPowerEvery time.Duration // default 10 s off mains
+	HealthEvery       time.Duration // default 5 min
+
+	BatchMax   int           // entries per sales batch, default 500
+	BatchBytes int           // bytes per sales batch, default 128 KiB
+	AckTimeout time.Duration // resend unacknowledged batches after this, default 30 s
+
+	Commands map[string]CommandFunc // by name; ping, sync_now and config are built in
+	Config   *ConfigStore           // nil: the config command is refused
+
+	// LastShutdown is the reason the previous boot gave for stopping, for
+	// the birth message.
+	LastShutdown string
+
+	Log   zerolog.Logger
+	Clock func() time.Time
+}
+
+func (o *Options) defaults() error {
+	if o.Broker == "" || o.KioskID == "" || o.StateDir == "" {
+		return errors.New("telemetry: broker, kiosk id and state dir are required")
+	}
+	if len(o.KioskID) > maxKioskIDBytes || strings.ContainsAny(o.KioskID, "/+#") {
+		return fmt.Errorf("telemetry: kiosk id %q cannot name a topic level", o.KioskID)
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	setDefault(&o.PowerEvery, 60*time.Second)
+	setDefault(&o.BatteryPowerEvery, 10*time.Second)
+	setDefault(&o.HealthEvery, 5*time.Minute)
+	setDefault(&o.AckTimeout, 30*time.Second)
+	if o.BatchMax <= 0 {
+		o.BatchMax = 500
+	}
+	if o.BatchBytes <= 0 {
+		o.BatchBytes = 128 << 10
+	}
+	return nil
+}
+
+func setDefault(d *time.Duration, v time.Duration) {
+	if *d <= 0 {
+		*d = v
+	}
+}
+
+// Session is the kiosk's MQTT session. Offline is a normal state: nothing
+// outside waits on it, and what must reach the fleet (sales, events) waits
+// in the ledger or in a bounded queue until the broker is back.
+type Session struct {
+	o      Options
+	log    zerolog.Logger
+	client paho.Client
+	boot   uint64
+	start  time.Time
+
+	connected atomic.Bool
+	gen       atomic.Uint64 // bumped on every (re)connect
+	lost      chan error    // the connection dropped
+	wake      chan struct{} // sales sync has something to do
+	cmds      chan paho.Message
+	ackMax    atomic.Uint64 // the highest upto_seq the fleet has sent
+
+	mu    sync.Mutex
+	state string // connecting, connected, disconnected
+	since time.Time
+	err   string
+
+	avail      *Availability
+	memory     *memory
+	stopped    atomic.Bool
+	powerMains atomic.Bool // the last power report said mains
+	powerSeq   atomic.Uint64
+	healthSeq  atomic.Uint64
+}
+
+// stateDirs under StateDir.
+const (
+	bootFile     = "boot"
+	memoryFile   = "commands.json"
+	shutdownFile = "shutdown"
+)
+
+// New prepares a session and counts this boot. It does not connect: Run does.
+func New(o Options) (*Session, error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(o.StateDir, 0o750); err != nil {
+		return nil, fmt.Errorf("telemetry: %w", err)
+	}
+	boot, err := countBoot(filepath.Join(o.StateDir, bootFile))
+	if err != nil {
+		return nil, err
+	}
+	mem, err := loadMemory(filepath.Join(o.StateDir, memoryFile), o.Clock)
+	if err != nil {
+		return nil, err
+	}
+	if o.LastShutdown == "" {
+		o.LastShutdown = lastShutdown(filepath.Join(o.StateDir, shutdownFile), boot)
+	}
+	tlsc, err := o.TLS.Config()
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: %w", err)
+	}
+	s := &Session{
+		o: o, log: o.Log.With().Str("mqtt", o.Broker).Logger(), boot: boot, start: o.Clock(),
+		lost: make(chan error, 1), wake: make(chan struct{}, 1), cmds: make(chan paho.Message, 64),
+		state: "connecting", since: o.Clock(), avail: NewAvailability(o.Clock()), memory: mem,
+	}
+	s.powerMains.Store(true)
+	will, _ := json.Marshal(Status{State: "offline", Boot: boot, Version: o.Version, Board: o.Board, TS: o.Clock().UTC()})
+	po := paho.NewClientOptions().
+		AddBroker(o.Broker).
+		SetClientID(o.KioskID).
+		SetUsername(o.Username).SetPassword(o.Password).
+		SetCleanSession(true).   // commands reach kiosks that are online; sales are resent from the ledger
+		SetAutoReconnect(false). // Run reconnects, with backoff and jitter
+		SetConnectRetry(false).
+		SetConnectTimeout(10*time.Second).
+		SetKeepAlive(30*time.Second).
+		SetPingTimeout(10*time.Second).
+		SetWriteTimeout(10*time.Second).
+		SetOrderMatters(true). // handlers only hand messages on; they never block
+		SetBinaryWill(Topic(o.KioskID, TopicStatus), will, 1, true).
+		SetOnConnectHandler(s.onConnect).
+		SetConnectionLostHandler(func(_ paho.Client, err error) {
+			select {
+			case s.lost <- err:
+			default:
+			}
+		})
+	if tlsc != nil {
+		po.SetTLSConfig(tlsc)
+	}
+	s.client = paho.NewClient(po)
+	return s, nil
+}
+
+// countBoot reads the boot counter, adds one and writes it back durably.
+func countBoot(path string) (uint64, error) {
+	var n uint64
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		n, err = strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil {
+			// atomicfile never leaves a torn counter; garbage here is
+			// outside damage, and must not keep the kiosk off the fleet.
+			// Count again from 0: the birth's ts still orders boots.
+			n = 0
+		}
+	case !errors.Is(err, os.ErrNotExist):
+		return 0, fmt.Errorf("telemetry: boot counter: %w", err)
+	}
+	n++
+	if err := atomicfile.Write(path, []byte(strconv.FormatUint(n, 10)+"\n"), 0o640); err != nil {
+		return 0, fmt.Errorf("telemetry: boot counter: %w", err)
+	}
+	return n, nil
+}
+
+// lastShutdown reads the reason the previous boot recorded as it stopped,
+// and removes it, so that a boot that ends without one (a crash, a power
+// cut, SIGKILL) is reported as unclean by the next.
+func lastShutdown(path string, boot uint64) string {
+	b, err := os.ReadFile(path)
+	_ = os.Remove(path)
+	switch {
+	case err == nil:
+		return strings.TrimSpace(string(b))
+	case boot > 1:
+		return "unclean: the previous boot recorded no reason for stopping"
+	}
+	return ""
+}
+
+// Boot is this boot's number, counted across restarts.
+func (s *Session) Boot() uint64 { return s.boot }
+
+// Connected reports whether the session is up now.
+func (s *Session) Connected() bool { return s.connected.Load() }
+
+// State is the session as the till's status bar shows it.
+func (s *Session) State() map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := map[string]any{"state": s.state, "broker": s.o.Broker, "since": s.since.UTC().Format(time.RFC3339)}
+	if s.err != "" && s.state != "connected" {
+		m["error"] = s.err
+	}
+	if s.o.Ledger != nil {
+		m["outbox"] = s.o.Ledger.OutboxLen()
+	}
+	return m
+}
+
+func (s *Session) setState(state string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state != state {
+		s.state, s.since = state, s.o.Clock()
+	}
+	s.err = ""
+	if err != nil {
+		s.err = err.Error()
+	}
+}
+
+// Run keeps the session up until ctx ends, reconnecting with exponential
+// backoff and jitter, and runs the reporters, the sales sync, the event
+// forwarder and the command worker. It returns when ctx is done; call
+// Stop after it to say goodbye.
+func (s *Session) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, fn := range []func(context.Context){s.syncLoop, s.commandLoop, s.reportLoop, s.eventLoop, s.availabilityLoop} {
+		wg.Add(1)
+		go func() { defer wg.Done(); fn(ctx) }()
+	}
+	s.connectLoop(ctx)
+	wg.Wait()
+}
+
+func (s *Session) connectLoop(ctx context.Context) {
+	b := wait.Backoff{Min: time.Second, Max: 2 * time.Minute}
+	for ctx.Err() == nil {
+		s.setState("connecting", nil)
+		tok := s.client.Connect()
+		err := waitToken(ctx, tok, 15*time.Second)
+		if err != nil {
+			s.setState("disconnected", err)
+			d := b.Next()
+			s.log.Warn().Err(err).Dur("retry_in", d).Msg("mqtt connect failed")
+			if !wait.After(ctx, d) {
+				return
+			}
+			continue
+		}
+		b.Reset()
+		select {
+		case <-ctx.Done():
+			return
+		case err := <-s.lost:
+			s.connected.Store(false)
+			s.setState("disconnected", err)
+			d := b.Next()
+			s.log.Warn().Err(err).Dur("retry_in", d).Msg("mqtt connection lost")
+			if !wait.After(ctx, d) {
+				return
+			}
+		}
+	}
+}
+
+// onConnect runs in paho's goroutine after every (re)connect: it
+// subscribes (a clean session forgets subscriptions), publishes the birth
+// and starts sales sync over from the watermark.
+func (s *Session) onConnect(c paho.Client) {
+	id := s.o.KioskID
+	subs := map[string]byte{Topic(id, TopicCmd): 1, TopicFleetCmd: 1}
+	if s.o.Ledger != nil {
+		subs[Topic(id, TopicSalesAck)] = 1
+	}
+	if err := waitToken(context.Background(), c.SubscribeMultiple(subs, s.route), 10*time.Second); err != nil {
+		s.log.Error().Err(err).Msg("mqtt subscribe failed; reconnecting")
+		c.Disconnect(0)
+		select {
+		case s.lost <- fmt.Errorf("subscribe: %w", err):
+		default:
+		}
+		return
+	}
+	birth, _ := json.Marshal(Status{State: "online", Boot: s.boot, Version: s.o.Version, Board: s.o.Board,
+		TS: s.o.Clock().UTC(), LastShutdown: s.o.LastShutdown})
+	if err := waitToken(context.Background(), c.Publish(Topic(id, TopicStatus), 1, true, birth), 10*time.Second); err != nil {
+		s.log.Warn().Err(err).Msg("mqtt birth not acknowledged")
+	}
+	s.gen.Add(1)
+	s.connected.Store(true)
+	s.setState("connected", nil)
+	s.log.Info().Uint64("boot", s.boot).Msg("mqtt connected")
+	s.poke()
+	go s.publishTelemetry() // the fleet table shows a fresh row at once
+}
+
+// route hands a message to the goroutine that owns its work. It never
+// blocks paho's router.
+func (s *Session) route(_ paho.Client, m paho.Message) {
+	_, suffix, _ := SplitTopic(m.Topic())
+	switch {
+	case suffix == TopicSalesAck:
+		a, err := ParseSalesAck(m.Payload())
+		if err != nil {
+			s.log.Warn().Err(err).Msg("sales ack refused")
+			return
+		}
+		for {
+			cur := s.ackMax.Load()
+			if a.UptoSeq <= cur || s.ackMax.CompareAndSwap(cur, a.UptoSeq) {
+				break
+			}
+		}
+		s.poke()
+	case suffix == TopicCmd || m.Topic() == TopicFleetCmd:
+		select {
+		case s.cmds <- m:
+		default:
+			// The worker is far behind; say so rather than queue without bound.
+			c, _ := ParseCommand(m.Payload())
+			go s.publishResult(Result{ID: c.ID, OK: false, Error: "busy: too many commands queued; try again"})
+		}
+	}
+}
+
+func (s *Session) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// SyncNow asks sales sync to run at once.
+func (s *Session) SyncNow() { s.poke() }
+
+// Stop says goodbye: a retained "offline" status with the reason, then a
+// clean disconnect, so the broker does not send the will. It waits at
+// most until ctx ends.
+func (s *Session) Stop(ctx context.Context, reason string) {
+	if s.stopped.Swap(true) {
+		return
+	}
+	if err := atomicfile.Write(filepath.Join(s.o.StateDir, shutdownFile), []byte(reason+"\n"), 0o640); err != nil {
+		s.log.Warn().Err(err).Msg("cannot record the shutdown reason")
+	}
+	if s.client.IsConnectionOpen() {
+		b, _ := json.Marshal(Status{State: "offline", Boot: s.boot, Version: s.o.Version, Board: s.o.Board,
+			TS: s.o.Clock().UTC(), Reason: reason})
+		if err := waitToken(ctx, s.client.Publish(Topic(s.o.KioskID, TopicStatus), 1, true, b), 2*time.Second); err != nil {
+			s.log.Warn().Err(err).Msg("offline status not acknowledged")
+		}
+		s.client.Disconnect(250)
+	}
+	s.connected.Store(false)
+	s.setState("disconnected", nil)
+}
+
+// waitToken waits for a paho token, the timeout or ctx, whichever first.
+func waitToken(ctx context.Context, t paho.Token, timeout time.Duration) error {
+	tm := time.NewTimer(timeout)
+	defer tm.Stop()
+	select {
+	case <-t.Done():
+		return t.Error()
+	case <-tm.C:
+		return errors.New("timed out")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// publish sends one message if the session is up; QoS 0 telemetry is
+// simply skipped while offline.
+func (s *Session) publish(suffix string, qos byte, retained bool, v any) (paho.Token, error) {
+	if !s.connected.Load() {
+		return nil, errors.New("offline")
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return s.client.Publish(Topic(s.o.KioskID, suffix), qos, retained, b), nil
+}

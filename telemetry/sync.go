@@ -1,0 +1,110 @@
+package telemetry
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"time"
+)
+
+// inflightBatches bounds how many batches go out before the fleet
+// acknowledges the first: enough to keep a link busy, few enough that a
+// resend after a lost ack is small.
+const inflightBatches = 8
+
+// syncLoop sends the ledger's outbox in batches and moves the watermark
+// when, and only when, the fleet's ingest acknowledges. A PUBACK only says
+// the broker has the batch; an ingest that is down would lose it, so a
+// batch with no ack after AckTimeout, and everything after a reconnect or
+// a restart, is sent again from the watermark. The ingest dedupes by
+// (kiosk, seq).
+func (s *Session) syncLoop(ctx context.Context) {
+	l := s.o.Ledger
+	if l == nil {
+		return
+	}
+	tick := time.NewTicker(time.Second) // new sales: the ledger's head moves
+	defer tick.Stop()
+	var (
+		sent     uint64    // highest seq sent on this connection
+		gen      uint64    // the connection that was sent on
+		progress time.Time // last send from the watermark, or last ack
+	)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.wake:
+		case <-tick.C:
+		}
+		now := s.o.Clock()
+		if a := s.ackMax.Load(); a > l.Acked() {
+			if a > l.Head() {
+				s.log.Error().Uint64("upto_seq", a).Uint64("head", l.Head()).
+					Msg("the fleet acknowledged sales this kiosk never recorded; ignoring")
+				s.ackMax.Store(l.Acked())
+			} else if err := l.Ack(ctx, a); err != nil {
+				s.log.Warn().Err(err).Uint64("upto_seq", a).Msg("could not record the fleet's ack; will retry")
+			} else {
+				progress = now
+			}
+		}
+		if !s.connected.Load() {
+			continue
+		}
+		acked := l.Acked()
+		if g := s.gen.Load(); g != gen || sent < acked {
+			gen, sent, progress = g, acked, now
+		}
+		if sent > acked && now.Sub(progress) >= s.o.AckTimeout {
+			s.log.Info().Uint64("from_seq", acked+1).Uint64("to_seq", sent).Msg("no ack from the fleet; sending again")
+			sent, progress = acked, now
+		}
+		for sent < l.Head() && sent-acked < uint64(inflightBatches*s.o.BatchMax) && s.connected.Load() {
+			if sent == acked {
+				progress = now
+			}
+			b, to, err := s.batch(sent + 1)
+			if err != nil {
+				s.log.Error().Err(err).Uint64("from_seq", sent+1).Msg("cannot read the outbox")
+				break
+			}
+			s.client.Publish(Topic(s.o.KioskID, TopicSales), 1, false, b)
+			sent = to
+		}
+	}
+}
+
+// batch reads entries from seq from and writes them as one sales batch of
+// at most BatchMax entries and BatchBytes bytes (always at least one
+// entry, however large). It returns the payload and the last seq in it.
+func (s *Session) batch(from uint64) ([]byte, uint64, error) {
+	es, err := s.o.Ledger.Range(from, s.o.BatchMax)
+	if err != nil || len(es) == 0 {
+		return nil, 0, err
+	}
+	const head = `{"from_seq":,"to_seq":,"entries":[]}`
+	buf := make([]byte, 0, min(s.o.BatchBytes, 64<<10))
+	buf = append(buf, `{"from_seq":`...)
+	buf = strconv.AppendUint(buf, from, 10)
+	buf = append(buf, `,"entries":[`...)
+	to := from - 1
+	for i, e := range es {
+		j, err := json.Marshal(e)
+		if err != nil {
+			return nil, 0, err
+		}
+		if i > 0 && len(buf)+len(j)+len(head)+40 > s.o.BatchBytes {
+			break
+		}
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, j...)
+		to = e.Seq
+	}
+	buf = append(buf, `],"to_seq":`...)
+	buf = strconv.AppendUint(buf, to, 10)
+	buf = append(buf, '}')
+	return buf, to, nil
+}
