@@ -1,0 +1,204 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/microretail/kioskd/internal/mosquitto"
+	"github.com/microretail/kioskd/telemetry"
+)
+
+// These tests run the kioskd binary against a real Mosquitto and look at
+// it as the fleet does, through a plain MQTT client.
+
+type fleetWatch struct {
+	c  paho.Client
+	ch chan paho.Message
+}
+
+// watchFleet subscribes to filter with a client that reconnects (and
+// resubscribes) across broker restarts.
+func watchFleet(t *testing.T, url, filter string) *fleetWatch {
+	t.Helper()
+	w := &fleetWatch{ch: make(chan paho.Message, 100000)}
+	o := paho.NewClientOptions().AddBroker(url).SetClientID(fmt.Sprintf("fleet-watch-%d", time.Now().UnixNano())).
+		SetAutoReconnect(true).SetConnectRetry(true).SetMaxReconnectInterval(250 * time.Millisecond).
+		SetOnConnectHandler(func(c paho.Client) {
+			c.Subscribe(filter, 1, func(_ paho.Client, m paho.Message) { w.ch <- m })
+		})
+	w.c = paho.NewClient(o)
+	if tok := w.c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("watcher connect: %v", tok.Error())
+	}
+	t.Cleanup(func() { w.c.Disconnect(0) })
+	return w
+}
+
+// status waits for a status message on kiosk/<id>/status that cond likes.
+func (w *fleetWatch) status(t *testing.T, p *proc, what string, cond func(telemetry.Status, bool) bool) telemetry.Status {
+	t.Helper()
+	var last string
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case m := <-w.ch:
+			if !strings.HasSuffix(m.Topic(), "/status") {
+				continue
+			}
+			var st telemetry.Status
+			if err := json.Unmarshal(m.Payload(), &st); err != nil {
+				t.Fatalf("status %s: %v", m.Payload(), err)
+			}
+			last = string(m.Payload())
+			if cond(st, m.Retained()) {
+				return st
+			}
+		case <-deadline:
+			t.Fatalf("no status %s; last %s\n%s", what, last, p.log)
+		}
+	}
+}
+
+// result waits for the result of command id.
+func (w *fleetWatch) result(t *testing.T, id string) telemetry.Result {
+	t.Helper()
+	deadline := time.After(15 * time.Second)
+	for {
+		select {
+		case m := <-w.ch:
+			var r telemetry.Result
+			if strings.HasSuffix(m.Topic(), "/cmd/result") && json.Unmarshal(m.Payload(), &r) == nil && r.ID == id {
+				return r
+			}
+		case <-deadline:
+			t.Fatalf("no result for command %s", id)
+			return telemetry.Result{}
+		}
+	}
+}
+
+func (w *fleetWatch) send(t *testing.T, topic string, c telemetry.Command) {
+	t.Helper()
+	b, _ := json.Marshal(c)
+	if tok := w.c.Publish(topic, 1, false, b); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish %s: %v", topic, tok.Error())
+	}
+}
+
+// TestFleetStatusWillStopAndReboot: the birth is retained and counts
+// boots; SIGKILL leaves the broker to publish the will; a clean stop and
+// the fleet's reboot command say offline themselves, with the reason.
+func TestFleetStatusWillStopAndReboot(t *testing.T) {
+	b := mosquitto.Start(t, mosquitto.Options{})
+	data, addr := t.TempDir(), freeAddr(t)
+	p := startKioskd(t, data, addr, "--mqtt", b.URL())
+	p.waitReady(t)
+	w := watchFleet(t, b.URL(), "kiosk/proc-test/#")
+	online := func(boot uint64) func(telemetry.Status, bool) bool {
+		return func(s telemetry.Status, _ bool) bool { return s.State == "online" && s.Boot == boot }
+	}
+	st := w.status(t, p, "online, boot 1", online(1))
+	if st.Board != "sim" {
+		t.Fatalf("birth %+v", st)
+	}
+
+	// SIGKILL: no goodbye from kioskd; the broker sends the will.
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+	st = w.status(t, p, "offline by will", func(s telemetry.Status, _ bool) bool { return s.State == "offline" })
+	if st.Reason != "" || st.Boot != 1 {
+		t.Fatalf("will %+v", st)
+	}
+
+	p = startKioskd(t, data, addr, "--mqtt", b.URL())
+	p.waitReady(t)
+	st = w.status(t, p, "online, boot 2", online(2))
+	if !strings.HasPrefix(st.LastShutdown, "unclean") {
+		t.Fatalf("birth after SIGKILL: last_shutdown %q", st.LastShutdown)
+	}
+
+	// The fleet's reboot: the result, a goodbye, and boot 3 in place.
+	w.send(t, "kiosk/proc-test/cmd", telemetry.Command{ID: "rb-1", Cmd: "reboot"})
+	if r := w.result(t, "rb-1"); !r.OK {
+		t.Fatalf("reboot: %+v", r)
+	}
+	st = w.status(t, p, "offline for the reboot", func(s telemetry.Status, _ bool) bool { return s.State == "offline" })
+	if st.Reason != "reboot" {
+		t.Fatalf("goodbye before the reboot: %+v", st)
+	}
+	st = w.status(t, p, "online, boot 3", online(3))
+	if st.LastShutdown != "reboot" {
+		t.Fatalf("birth after the reboot: %+v", st)
+	}
+	p.waitReady(t)
+
+	// A clean stop says offline itself, and that is what stays retained.
+	stopKioskd(t, p)
+	st = w.status(t, p, "offline after SIGTERM", func(s telemetry.Status, _ bool) bool { return s.State == "offline" })
+	if st.Reason != "stop" {
+		t.Fatalf("goodbye on SIGTERM: %+v", st)
+	}
+	late := watchFleet(t, b.URL(), "kiosk/proc-test/status")
+	st = late.status(t, p, "retained offline", func(s telemetry.Status, retained bool) bool { return retained })
+	if st.State != "offline" || st.Reason != "stop" {
+		t.Fatalf("retained after stop: %+v", st)
+	}
+}
+
+// TestFleetCommandsAcrossABrokerRestart: after the broker restarts the
+// kiosk reconnects by itself and still obeys; a command id sent twice
+// prints once.
+func TestFleetCommandsAcrossABrokerRestart(t *testing.T) {
+	b := mosquitto.Start(t, mosquitto.Options{})
+	data, addr := t.TempDir(), freeAddr(t)
+	p := startKioskd(t, data, addr, "--mqtt", b.URL())
+	p.waitReady(t)
+	w := watchFleet(t, b.URL(), "kiosk/proc-test/#")
+	w.status(t, p, "online", func(s telemetry.Status, _ bool) bool { return s.State == "online" })
+
+	b.Restart(500 * time.Millisecond)
+	w.status(t, p, "online again", func(s telemetry.Status, _ bool) bool { return s.State == "online" && s.Boot == 1 })
+
+	printed := func() int {
+		_, body, err := p.get("/api/sim/printer")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs, _ := body["receipts"].([]any)
+		return len(rs)
+	}
+	before := printed()
+	for range 2 {
+		w.send(t, "kiosk/proc-test/cmd", telemetry.Command{ID: "pt-1", Cmd: "print_test"})
+		if r := w.result(t, "pt-1"); !r.OK {
+			t.Fatalf("print_test: %+v", r)
+		}
+	}
+	w.send(t, "fleet/cmd", telemetry.Command{ID: "l-1", Cmd: "lights", Args: json.RawMessage(`{"scene":"battery"}`)})
+	if r := w.result(t, "l-1"); !r.OK {
+		t.Fatalf("lights through fleet/cmd: %+v", r)
+	}
+	w.send(t, "kiosk/proc-test/cmd", telemetry.Command{ID: "l-2", Cmd: "lights", Args: json.RawMessage(`{"scene":"disco"}`)})
+	if r := w.result(t, "l-2"); r.OK || !strings.Contains(r.Error, "scene") {
+		t.Fatalf("unknown scene: %+v", r)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for printed() < before+1 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // room for a second print, were there one
+	if n := printed() - before; n != 1 {
+		t.Fatalf("the test page printed %d times for one command id sent twice", n)
+	}
+	_, st, _ := p.get("/api/state")
+	if mq, _ := st["mqtt"].(map[string]any); mq["state"] != "connected" {
+		t.Fatalf("status bar mqtt: %v", st["mqtt"])
+	}
+	stopKioskd(t, p)
+}
