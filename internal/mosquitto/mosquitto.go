@@ -64,6 +64,12 @@ func Start(t testing.TB, o Options) *Broker {
 	port := FreePort(t)
 	var conf strings.Builder
 	fmt.Fprintf(&conf, "per_listener_settings false\n")
+	if os.Geteuid() == 0 {
+		// As root Mosquitto drops to the mosquitto user, which cannot
+		// reach a test's temporary directory: its log, persistence, ACL
+		// and certificates. A test broker stays the user it was started as.
+		conf.WriteString("user root\n")
+	}
 	if o.Persist {
 		fmt.Fprintf(&conf, "persistence true\npersistence_location %s/\nautosave_interval 1\n", dir)
 	}
