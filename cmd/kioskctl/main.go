@@ -1,21 +1,36 @@
-// Command kioskctl is the operator's tool. Today it reads a kiosk's ledger
-// offline, for a field technician after a crash or a failed SD card:
+// Command kioskctl is the fleet operator's console and the field
+// technician's tool. See usage below, or DESIGN.md "kioskctl".
+//
+// Over MQTT (--broker, default tcp://127.0.0.1:1883, which `kioskd --dev`
+// serves):
+//
+//	kioskctl fleet                  one row per kiosk from retained messages
+//	kioskctl watch [ID]             live tail of kiosk/ID/# (or every kiosk)
+//	kioskctl cmd ID|all NAME [k=v]  send a command and wait for the results
+//	kioskctl sales ingest --data D  store kiosks' sales durably, acknowledge them
+//	kioskctl sales report --data D  revenue, sales, AOV, refunds … per kiosk
+//
+// Offline, on a kiosk's own data directory (stop kioskd first: the ledger
+// is locked while it runs):
 //
 //	kioskctl ledger verify --data DIR   check every invariant of the ledger
 //	kioskctl ledger dump --data DIR     print entries as JSON lines
 //
-// DIR is kioskd's --data directory. Stop kioskd first: the ledger is
-// locked while it runs.
+// Global flags (--broker, --tls-*, --username, --password, --json) go
+// before the command or after it.
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 
 	"github.com/microretail/kioskd/firmware/ledger"
 )
@@ -24,16 +39,69 @@ import (
 var Version = "dev"
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := runContext(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
-const usage = `usage:
-  kioskctl ledger verify --data DIR [--json]
-  kioskctl ledger dump --data DIR [--from SEQ] [--limit N]
-  kioskctl version
+const usage = `usage: kioskctl [global flags] COMMAND [flags]
+
+global flags (also accepted after the command):
+  --broker URL            MQTT broker (default tcp://127.0.0.1:1883; ssl://HOST:8883 for TLS)
+  --tls-ca F --tls-cert F --tls-key F
+                          CA to trust, client certificate and key (PEM)
+  --username U --password P
+  --json                  machine-readable output
+
+commands:
+  fleet [--wait D] [--stale D]
+        one row per kiosk from retained status and telemetry; --wait caps
+        the collection (default 3s), --stale flags kiosks whose newest
+        message is older (default 15m)
+  watch [ID]
+        live tail of kiosk/ID/# (every kiosk without ID) until interrupted;
+        --json prints {"ts","kiosk","topic","retained","payload"} lines
+  cmd ID|all NAME [k=v ...] [@FILE] [--timeout D] [--id CORR] [--wait D]
+        send a command to one kiosk, or on fleet/cmd to all (expecting an
+        answer from every kiosk whose retained status is online), and wait
+        up to --timeout (default 10s). k=v: v is JSON when it parses as
+        JSON, else a string; k=@FILE takes the JSON in FILE; a bare @FILE
+        makes the file's JSON object the args (e.g. cmd all config
+        @desired.json); k=v after it override its keys. Exit 0 only when
+        every expected kiosk answered ok.
+  sales ingest --data DIR [--share GROUP] [--client-id ID] [--log-every N]
+        store kiosks' sales batches durably and acknowledge them, until
+        interrupted; with --share, workers split kiosk/+/sales through
+        $share/GROUP/
+  sales report --data DIR [--from T] [--to T] [--kiosk ID]
+        revenue, sales, AOV, refunds, revenue per hour, wallet top-ups and
+        subscriptions, per kiosk and in total; T is RFC 3339 or
+        YYYY-MM-DD[THH:MM] in local time (stop the ingest first, or
+        report on a copy of its directory)
+  ledger verify --data DIR [--json]
+  ledger dump --data DIR [--from SEQ] [--limit N]
+  version
 `
 
+// run is runContext without a way to stop: for commands that end by
+// themselves.
 func run(args []string, stdout, stderr io.Writer) int {
+	return runContext(context.Background(), args, stdout, stderr)
+}
+
+// runContext runs one kioskctl command. Cancelling ctx stops the commands
+// that run until interrupted (watch, sales ingest) as SIGINT does.
+func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	g := newGlobals(stdout, stderr)
+	fs := flag.NewFlagSet("kioskctl", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	g.register(fs)
+	if err := fs.Parse(args); err != nil {
+		fmt.Fprintf(stderr, "kioskctl: %v\n%s", err, usage)
+		return 2
+	}
+	args = fs.Args()
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -42,13 +110,36 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "version":
 		fmt.Fprintln(stdout, "kioskctl", Version)
 		return 0
-	case "ledger":
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	case "fleet":
+		return fleet(ctx, g, args[1:])
+	case "watch":
+		return watch(ctx, g, args[1:])
+	case "cmd":
+		return command(ctx, g, args[1:])
+	case "sales":
 		if len(args) < 2 {
 			break
 		}
 		switch args[1] {
+		case "ingest":
+			return ingest(ctx, g, args[2:])
+		case "report":
+			return report(g, args[2:])
+		}
+	case "ledger":
+		if len(args) < 2 {
+			break
+		}
+		rest := args[2:]
+		if g.json {
+			rest = append([]string{"--json"}, rest...)
+		}
+		switch args[1] {
 		case "verify":
-			return verify(args[2:], stdout, stderr)
+			return verify(rest, stdout, stderr)
 		case "dump":
 			return dump(args[2:], stdout, stderr)
 		}
