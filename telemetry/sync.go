@@ -33,21 +33,18 @@ func (s *Session) syncLoop(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			// An ack already here is recorded before the ledger closes,
+			// so the next boot does not send those sales again.
+			fctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			s.recordAck(fctx)
+			cancel()
 			return
 		case <-s.wake:
 		case <-tick.C:
 		}
 		now := s.o.Clock()
-		if a := s.ackMax.Load(); a > l.Acked() {
-			if a > l.Head() {
-				s.log.Error().Uint64("upto_seq", a).Uint64("head", l.Head()).
-					Msg("the fleet acknowledged sales this kiosk never recorded; ignoring")
-				s.ackMax.Store(l.Acked())
-			} else if err := l.Ack(ctx, a); err != nil {
-				s.log.Warn().Err(err).Uint64("upto_seq", a).Msg("could not record the fleet's ack; will retry")
-			} else {
-				progress = now
-			}
+		if s.recordAck(ctx) {
+			progress = now
 		}
 		if !s.connected.Load() {
 			continue
@@ -73,6 +70,27 @@ func (s *Session) syncLoop(ctx context.Context) {
 			sent = to
 		}
 	}
+}
+
+// recordAck moves the ledger's watermark to the highest ack the fleet
+// sent, durably, and reports whether it moved.
+func (s *Session) recordAck(ctx context.Context) bool {
+	l := s.o.Ledger
+	a := s.ackMax.Load()
+	if a <= l.Acked() {
+		return false
+	}
+	if a > l.Head() {
+		s.log.Error().Uint64("upto_seq", a).Uint64("head", l.Head()).
+			Msg("the fleet acknowledged sales this kiosk never recorded; ignoring")
+		s.ackMax.Store(l.Acked())
+		return false
+	}
+	if err := l.Ack(ctx, a); err != nil {
+		s.log.Warn().Err(err).Uint64("upto_seq", a).Msg("could not record the fleet's ack; will retry")
+		return false
+	}
+	return true
 }
 
 // batch reads entries from seq from and writes them as one sales batch of

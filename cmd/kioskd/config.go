@@ -56,6 +56,9 @@ type FleetConfig struct {
 	// Sales batches: at most this many entries and bytes each.
 	BatchMax   int `toml:"batch_max"`
 	BatchBytes int `toml:"batch_bytes"`
+	// AckTimeout: sales sent and not acknowledged by the fleet's ingest
+	// within this long are sent again.
+	AckTimeout string `toml:"ack_timeout"`
 }
 
 // every parses a cadence checked with the config.
@@ -175,7 +178,7 @@ func defaultConfig() Config {
 		Printer: PrinterConfig{Enabled: true, Paper: "58mm", CodePage: "PC437", SpeedMMs: 50, Drawer: true},
 		Scanner: ScannerConfig{Enabled: true, Kind: "hid", Layout: "us", Repeat: "1s"},
 		Fleet: FleetConfig{PowerEvery: "60s", BatteryPowerEvery: "10s", HealthEvery: "5m",
-			BatchMax: 500, BatchBytes: 128 << 10},
+			BatchMax: 500, BatchBytes: 128 << 10, AckTimeout: "30s"},
 	}
 }
 
@@ -432,6 +435,7 @@ func (f FleetConfig) check() []error {
 		{"power_every", f.PowerEvery, time.Second, time.Hour},
 		{"battery_power_every", f.BatteryPowerEvery, time.Second, time.Hour},
 		{"health_every", f.HealthEvery, 5 * time.Second, 24 * time.Hour},
+		{"ack_timeout", f.AckTimeout, time.Second, time.Hour},
 	} {
 		if d, err := time.ParseDuration(c.v); err != nil || d < c.min || d > c.max {
 			errs = append(errs, fmt.Errorf("fleet.%s %q: want a duration from %s to %s", c.key, c.v, c.min, c.max))

@@ -70,7 +70,7 @@ func startFleet(cfg Config, profile boards.Profile, l *ledger.Ledger, t *till.Ti
 
 		PowerEvery: every(cfg.Fleet.PowerEvery), BatteryPowerEvery: every(cfg.Fleet.BatteryPowerEvery),
 		HealthEvery: every(cfg.Fleet.HealthEvery),
-		BatchMax:    cfg.Fleet.BatchMax, BatchBytes: cfg.Fleet.BatchBytes,
+		BatchMax:    cfg.Fleet.BatchMax, BatchBytes: cfg.Fleet.BatchBytes, AckTimeout: every(cfg.Fleet.AckTimeout),
 		Config: store,
 		Commands: map[string]telemetry.CommandFunc{
 			"lights":     ps.lightsCommand,

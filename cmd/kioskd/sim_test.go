@@ -120,6 +120,10 @@ type state struct {
 		Waiting string `json:"waiting"`
 		Queue   []any  `json:"queue"`
 	} `json:"printer"`
+	MQTT struct {
+		State  string  `json:"state"`
+		Outbox *uint64 `json:"outbox"`
+	} `json:"mqtt"`
 }
 
 func (p *proc) get(path string) (int, map[string]any, error) {

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/microretail/kioskd/firmware/ledger"
+	"github.com/microretail/kioskd/internal/mosquitto"
+	"github.com/microretail/kioskd/internal/salesdb"
+	"github.com/microretail/kioskd/telemetry"
+)
+
+var (
+	ctlOnce sync.Once
+	ctlPath string
+	ctlErr  error
+)
+
+// kioskctlBinary builds the console once per test run.
+func kioskctlBinary(t *testing.T) string {
+	t.Helper()
+	ctlOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "kioskctl-bin-")
+		if err != nil {
+			ctlErr = err
+			return
+		}
+		ctlPath = filepath.Join(dir, "kioskctl")
+		goBin, err := exec.LookPath("go")
+		if err != nil {
+			goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		}
+		if out, err := exec.Command(goBin, "build", "-o", ctlPath, "../kioskctl").CombinedOutput(); err != nil {
+			ctlErr = fmt.Errorf("building kioskctl: %v\n%s", err, out)
+		}
+	})
+	if ctlErr != nil {
+		t.Fatal(ctlErr)
+	}
+	return ctlPath
+}
+
+// TestBacklogSyncsAcrossBrokerRestarts: 10,000 sales made offline reach
+// `kioskctl sales ingest` while the broker restarts five times in the
+// middle of the sync: every sale is stored once, none is missing, and the
+// kiosk's watermark reaches the last one.
+func TestBacklogSyncsAcrossBrokerRestarts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("10,000-sale sync across broker restarts; not in -short")
+	}
+	const total = 10000
+	b := mosquitto.Start(t, mosquitto.Options{})
+	data, addr := t.TempDir(), freeAddr(t)
+
+	// The backlog: sales made while the kiosk had no fleet.
+	l, err := ledger.Open(filepath.Join(data, "ledger"), ledger.Options{KioskID: "proc-test", Currency: "PKR"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < total; i += 16 {
+				_, err := l.Append(context.Background(), ledger.Draft{Kind: ledger.KindSale, Payment: ledger.PaymentCash,
+					IdempotencyKey: fmt.Sprint("offline-", i), Lines: []ledger.Line{{SKU: "CHAI", Name: "Chai", Qty: 1 + int64(i%3), Price: 8000}}})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := l.Close(); err != nil || t.Failed() {
+		t.Fatal(err)
+	}
+
+	// Small batches, so the sync lasts long enough to be interrupted.
+	conf := filepath.Join(t.TempDir(), "kioskd.toml")
+	if err := os.WriteFile(conf, []byte("[fleet]\nbatch_max = 20\nack_timeout = \"2s\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ingestData := t.TempDir()
+	ingest := exec.Command(kioskctlBinary(t), "--broker", b.URL(), "sales", "ingest", "--data", ingestData)
+	ingestLog := &strings.Builder{}
+	ingest.Stdout, ingest.Stderr = ingestLog, ingestLog
+	if err := ingest.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ingestDone := make(chan error, 1)
+	go func() { ingestDone <- ingest.Wait() }()
+	defer func() { _ = ingest.Process.Kill() }()
+
+	w := watchFleet(t, b.URL(), "kiosk/proc-test/sales/ack")
+	p := startKioskd(t, data, addr, "--mqtt", b.URL(), "--config", conf)
+	p.waitReady(t)
+
+	// Restart the broker each time the acknowledged watermark passes
+	// another sixth of the backlog.
+	var upto uint64
+	restarts := 0
+	deadline := time.After(120 * time.Second)
+	for upto < total {
+		select {
+		case m := <-w.ch:
+			var a telemetry.SalesAck
+			if err := json.Unmarshal(m.Payload(), &a); err != nil {
+				t.Fatalf("ack %s: %v", m.Payload(), err)
+			}
+			upto = max(upto, a.UptoSeq)
+			if restarts < 5 && upto >= uint64(restarts+1)*total/6 {
+				restarts++
+				t.Logf("broker restart %d at ack %d", restarts, upto)
+				b.Restart(200 * time.Millisecond)
+			}
+		case <-deadline:
+			t.Fatalf("acked up to %d of %d after %d restarts\nkioskd:\n%s\ningest:\n%s", upto, total, restarts, p.log, ingestLog)
+		}
+	}
+	if restarts != 5 {
+		t.Fatalf("%d broker restarts, want 5", restarts)
+	}
+	// The kiosk records the last ack as it arrives; its outbox empties.
+	p.waitState(t, "an empty outbox", func(st state) bool { return st.MQTT.Outbox != nil && *st.MQTT.Outbox == 0 })
+	stopKioskd(t, p)
+	_ = ingest.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-ingestDone:
+		if err != nil {
+			t.Fatalf("ingest exited with %v\n%s", err, ingestLog)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("ingest did not stop\n%s", ingestLog)
+	}
+
+	// The kiosk counts every sale delivered…
+	l, err = ledger.Open(filepath.Join(data, "ledger"), ledger.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if l.Acked() != total || l.OutboxLen() != 0 {
+		t.Fatalf("kiosk watermark %d, outbox %d", l.Acked(), l.OutboxLen())
+	}
+	// …and the ingest holds each exactly once, as the kiosk recorded it.
+	db, err := salesdb.Open(ingestData, salesdb.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if c := db.Contiguous("proc-test"); c != total {
+		t.Fatalf("ingest holds proc-test up to %d without a gap, want %d", c, total)
+	}
+	stored, err := db.Entries("proc-test", 1, 2*total)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stored) != total {
+		t.Fatalf("ingest holds %d entries, want %d (duplicates or extras)", len(stored), total)
+	}
+	mine, err := l.Range(1, total)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range mine {
+		if stored[i].Seq != uint64(i+1) || stored[i].ID != mine[i].ID || stored[i].Total() != mine[i].Total() {
+			t.Fatalf("entry %d: ingest %+v, kiosk %+v", i+1, stored[i], mine[i])
+		}
+	}
+}
