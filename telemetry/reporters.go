@@ -67,6 +67,9 @@ func (s *Session) publishHealth() bool {
 // Health is the kiosk's health report as tele/health carries it.
 func (s *Session) Health() Health {
 	now := s.o.Clock()
+	if s.o.CanSell != nil {
+		s.avail.Observe(s.o.CanSell(), now)
+	}
 	h := Health{
 		TS: now.UTC(), Seq: s.healthSeq.Add(1), UptimeS: int64(now.Sub(s.start) / time.Second), Boot: s.boot,
 		CheckoutAvailability: s.avail.Fraction(now), Version: s.o.Version,

@@ -66,6 +66,10 @@ type Options struct {
 	Commands map[string]CommandFunc // by name; ping, sync_now and config are built in
 	Config   *ConfigStore           // nil: the config command is refused
 
+	// Started is when the process started, from which uptime and
+	// checkout availability count; default: when New runs.
+	Started time.Time
+
 	// LastShutdown is the reason the previous boot gave for stopping, for
 	// the birth message.
 	LastShutdown string
@@ -83,6 +87,9 @@ func (o *Options) defaults() error {
 	}
 	if o.Clock == nil {
 		o.Clock = time.Now
+	}
+	if o.Started.IsZero() {
+		o.Started = o.Clock()
 	}
 	setDefault(&o.PowerEvery, 60*time.Second)
 	setDefault(&o.BatteryPowerEvery, 10*time.Second)
@@ -164,9 +171,9 @@ func New(o Options) (*Session, error) {
 		return nil, fmt.Errorf("telemetry: %w", err)
 	}
 	s := &Session{
-		o: o, log: o.Log.With().Str("mqtt", o.Broker).Logger(), boot: boot, start: o.Clock(),
+		o: o, log: o.Log.With().Str("mqtt", o.Broker).Logger(), boot: boot, start: o.Started,
 		lost: make(chan error, 1), wake: make(chan struct{}, 1), cmds: make(chan paho.Message, 64),
-		state: "connecting", since: o.Clock(), avail: NewAvailability(o.Clock()), memory: mem,
+		state: "connecting", since: o.Clock(), avail: NewAvailability(o.Started), memory: mem,
 	}
 	s.powerMains.Store(true)
 	will, _ := json.Marshal(Status{State: "offline", Boot: boot, Version: o.Version, Board: o.Board, TS: o.Clock().UTC()})

@@ -197,7 +197,7 @@ func loadConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&flg.KioskID, "kiosk-id", "", "this kiosk's `id` (default: the host name)")
 	fs.StringVar(&flg.HTTP, "http", "", "till listen `addr` (default 127.0.0.1:8080)")
 	fs.StringVar(&flg.MQTT, "mqtt", "", "broker `url`; empty runs offline")
-	fs.BoolVar(&flg.Dev, "dev", false, "start an embedded MQTT broker on 127.0.0.1:1883")
+	fs.BoolVar(&flg.Dev, "dev", false, "start an embedded MQTT broker on 127.0.0.1:1883 (and use it, unless --mqtt names another)")
 	version := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: kioskd [--config FILE] [--board NAME] [--data DIR] [--kiosk-id ID]\n"+
@@ -259,6 +259,10 @@ func loadConfig(args []string, stderr io.Writer) (Config, error) {
 			return Config{}, fmt.Errorf("no kiosk id given and no host name: %w", err)
 		}
 		c.KioskID = kioskIDFromHost(host)
+	}
+	if c.Dev && c.MQTT == "" {
+		// The dev broker is there for this kiosk and a console beside it.
+		c.MQTT = "tcp://" + devBrokerAddr
 	}
 	return c, c.check()
 }

@@ -32,7 +32,7 @@ type fleet struct {
 // startFleet starts the MQTT session, or returns nil with no broker. The
 // till never waits on it: the session connects in the background and the
 // till sells offline meanwhile.
-func startFleet(cfg Config, profile boards.Profile, l *ledger.Ledger, t *till.Till, ps *peripherals,
+func startFleet(started time.Time, cfg Config, profile boards.Profile, l *ledger.Ledger, t *till.Till, ps *peripherals,
 	hub *events.Hub, reboot context.CancelCauseFunc, log zerolog.Logger) (*fleet, error) {
 	if cfg.MQTT == "" {
 		return nil, nil
@@ -63,7 +63,7 @@ func startFleet(cfg Config, profile boards.Profile, l *ledger.Ledger, t *till.Ti
 		Broker: cfg.MQTT, KioskID: cfg.KioskID, Version: Version, Board: profile.Name,
 		TLS:      telemetry.TLSFiles{CA: cfg.Fleet.CA, Cert: cfg.Fleet.Cert, Key: cfg.Fleet.Key},
 		Username: cfg.Fleet.Username, Password: cfg.Fleet.Password,
-		StateDir: dir, Ledger: l, Events: hub,
+		StateDir: dir, Ledger: l, Events: hub, Started: started,
 		Power:   func() telemetry.Power { return powerReport(ps) },
 		Devices: ps.DeviceStates,
 		CanSell: func() bool { return t.Ready() == nil },

@@ -121,6 +121,7 @@ func newLogger(cfg Config, stdout io.Writer) zerolog.Logger {
 // serve runs the kiosk until ctx ends, then shuts it down cleanly: no new
 // sales, in-flight checkouts finished and synced, the ledger closed.
 func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
+	started := time.Now()
 	ctx, reboot := context.WithCancelCause(ctx)
 	defer reboot(nil)
 	boardName, why := cfg.Board, "configured"
@@ -250,7 +251,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	periph.setTill(t)
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyReady+"\nSTATUS=selling")
 	log.Info().Uint64("head", l.Head()).Uint64("outbox", l.OutboxLen()).Msg("till ready")
-	fl, err := startFleet(cfg, profile, l, t, periph, hub, reboot, log)
+	fl, err := startFleet(started, cfg, profile, l, t, periph, hub, reboot, log)
 	if err != nil {
 		// The till sells offline; the outbox waits for a fixed config.
 		log.Error().Err(err).Msg("fleet link not started")
