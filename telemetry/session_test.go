@@ -191,6 +191,15 @@ func TestSalesSyncMovesTheWatermarkOnlyOnTheFleetsAck(t *testing.T) {
 	if bt, _ := ParseSalesBatch(w.next(t, "kiosk/k1/sales", 5*time.Second).Payload()); bt.FromSeq != 1 {
 		t.Fatalf("resend starts at %d", bt.FromSeq)
 	}
+	// Still no ack: the kiosk probes with that one batch again, after
+	// twice the wait, rather than resend the whole window.
+	probe := time.Now()
+	if bt, _ := ParseSalesBatch(w.next(t, "kiosk/k1/sales", 5*time.Second).Payload()); bt.FromSeq != 1 || bt.ToSeq != 10 {
+		t.Fatalf("second probe %d..%d", bt.FromSeq, bt.ToSeq)
+	}
+	if d := time.Since(probe); d < 900*time.Millisecond {
+		t.Fatalf("second probe after %s, want about 1 s", d)
+	}
 	w.publish(t, "kiosk/k1/sales/ack", SalesAck{UptoSeq: 10})
 	waitFor(t, "ack 10 recorded", 5*time.Second, func() bool { return l.Acked() == 10 })
 	// Bad acks are refused without harm: garbage, and past the head.

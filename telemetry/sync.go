@@ -12,6 +12,10 @@ import (
 // resend after a lost ack is small.
 const inflightBatches = 8
 
+// maxAckWait caps the backoff between probes of an ingest that does not
+// answer.
+const maxAckWait = 10 * time.Minute
+
 // syncLoop sends the ledger's outbox in batches and moves the watermark
 // when, and only when, the fleet's ingest acknowledges. A PUBACK only says
 // the broker has the batch; an ingest that is down would lose it, so a
@@ -29,6 +33,8 @@ func (s *Session) syncLoop(ctx context.Context) {
 		sent     uint64    // highest seq sent on this connection
 		gen      uint64    // the connection that was sent on
 		progress time.Time // last send from the watermark, or last ack
+		wait     = s.o.AckTimeout
+		probing  bool // no ack came: send one batch at a time, ever more slowly
 	)
 	for {
 		select {
@@ -44,20 +50,30 @@ func (s *Session) syncLoop(ctx context.Context) {
 		}
 		now := s.o.Clock()
 		if s.recordAck(ctx) {
-			progress = now
+			progress, wait, probing = now, s.o.AckTimeout, false
 		}
 		if !s.connected.Load() {
 			continue
 		}
 		acked := l.Acked()
-		if g := s.gen.Load(); g != gen || sent < acked {
-			gen, sent, progress = g, acked, now
+		if g := s.gen.Load(); g != gen {
+			gen, sent, progress, wait, probing = g, acked, now, s.o.AckTimeout, false
 		}
-		if sent > acked && now.Sub(progress) >= s.o.AckTimeout {
-			s.log.Info().Uint64("from_seq", acked+1).Uint64("to_seq", sent).Msg("no ack from the fleet; sending again")
-			sent, progress = acked, now
+		sent = max(sent, acked)
+		if sent > acked && now.Sub(progress) >= wait {
+			// The ingest may be down for hours: resending the whole window
+			// every AckTimeout would spend a cellular plan on nothing. Probe
+			// with one batch, backing off, until an ack says it is back.
+			s.log.Info().Uint64("from_seq", acked+1).Uint64("to_seq", sent).Dur("next_wait", wait).
+				Msg("no ack from the fleet; sending again")
+			sent, progress, probing = acked, now, true
+			wait = min(2*wait, maxAckWait)
 		}
-		for sent < l.Head() && sent-acked < uint64(inflightBatches*s.o.BatchMax) && s.connected.Load() {
+		window := uint64(inflightBatches * s.o.BatchMax)
+		if probing {
+			window = 1
+		}
+		for sent < l.Head() && sent-acked < window && s.connected.Load() {
 			if sent == acked {
 				progress = now
 			}
