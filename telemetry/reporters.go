@@ -17,35 +17,43 @@ import (
 // reportLoop publishes tele/power and tele/health at their cadences: power
 // more often off mains, where the fleet watches the battery run down.
 func (s *Session) reportLoop(ctx context.Context) {
-	var lastPower, lastHealth time.Time
+	var nextPower, nextHealth time.Time
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-s.reportNow: // just connected: fresh rows for the fleet table
+			nextPower, nextHealth = time.Time{}, time.Time{}
 		case <-tick.C:
 		}
 		now := s.o.Clock()
-		if s.o.Power != nil {
+		if s.o.Power != nil && s.o.Power().Mains != s.powerMains.Load() {
+			nextPower = time.Time{} // mains came or went: report, and switch cadence
+		}
+		// Due times advance by the cadence from when they were due, not
+		// from when the tick ran, so the reports do not drift a tick late.
+		if s.o.Power != nil && !now.Before(nextPower) && s.publishPower() {
 			every := s.o.PowerEvery
 			if !s.powerMains.Load() {
 				every = s.o.BatteryPowerEvery
 			}
-			if now.Sub(lastPower) >= every && s.publishPower() {
-				lastPower = now
-			}
+			nextPower = due(nextPower, now, every)
 		}
-		if now.Sub(lastHealth) >= s.o.HealthEvery && s.publishHealth() {
-			lastHealth = now
+		if !now.Before(nextHealth) && s.publishHealth() {
+			nextHealth = due(nextHealth, now, s.o.HealthEvery)
 		}
 	}
 }
 
-// publishTelemetry sends both reports now, as after a connect.
-func (s *Session) publishTelemetry() {
-	s.publishPower()
-	s.publishHealth()
+// due is the next time a report is due after one due at last was sent at
+// now: last+every, or now+every when that has already passed.
+func due(last, now time.Time, every time.Duration) time.Time {
+	if next := last.Add(every); next.After(now) {
+		return next
+	}
+	return now.Add(every)
 }
 
 func (s *Session) publishPower() bool {

@@ -124,6 +124,7 @@ type Session struct {
 	gen       atomic.Uint64 // bumped on every (re)connect
 	lost      chan error    // the connection dropped
 	wake      chan struct{} // sales sync has something to do
+	reportNow chan struct{} // publish both reports at once
 	cmds      chan paho.Message
 	ackMax    atomic.Uint64 // the highest upto_seq the fleet has sent
 
@@ -172,7 +173,7 @@ func New(o Options) (*Session, error) {
 	}
 	s := &Session{
 		o: o, log: o.Log.With().Str("mqtt", o.Broker).Logger(), boot: boot, start: o.Started,
-		lost: make(chan error, 1), wake: make(chan struct{}, 1), cmds: make(chan paho.Message, 64),
+		lost: make(chan error, 1), wake: make(chan struct{}, 1), reportNow: make(chan struct{}, 1), cmds: make(chan paho.Message, 64),
 		state: "connecting", since: o.Clock(), avail: NewAvailability(o.Started), memory: mem,
 	}
 	s.powerMains.Store(true)
@@ -347,7 +348,10 @@ func (s *Session) onConnect(c paho.Client) {
 	s.setState("connected", nil)
 	s.log.Info().Uint64("boot", s.boot).Msg("mqtt connected")
 	s.poke()
-	go s.publishTelemetry() // the fleet table shows a fresh row at once
+	select { // the fleet table shows a fresh row at once
+	case s.reportNow <- struct{}{}:
+	default:
+	}
 }
 
 // route hands a message to the goroutine that owns its work. It never
@@ -357,6 +361,9 @@ func (s *Session) route(_ paho.Client, m paho.Message) {
 	switch {
 	case suffix == TopicSalesAck:
 		a, err := ParseSalesAck(m.Payload())
+		if err == nil && a.UptoSeq > s.o.Ledger.Head() {
+			err = fmt.Errorf("the fleet acknowledged up to seq %d, but this kiosk recorded only %d", a.UptoSeq, s.o.Ledger.Head())
+		}
 		if err != nil {
 			s.log.Warn().Err(err).Msg("sales ack refused")
 			return

@@ -75,13 +75,18 @@ func (c *collector) handle(_ mqtt.Client, m mqtt.Message) {
 		k.power = &p
 	}
 	c.mu.Unlock()
+	if !m.Retained() {
+		// Live reports from a busy fleet never pause; only the burst of
+		// retained messages after SUBACK is what settle waits out.
+		return
+	}
 	select {
 	case c.arrived <- struct{}{}:
 	default:
 	}
 }
 
-// settle returns once no message has come for quietPeriod, or after
+// settle returns once no retained message has come for quietPeriod, or after
 // limit, or when ctx ends.
 func (c *collector) settle(ctx context.Context, limit time.Duration) {
 	deadline := time.NewTimer(limit)
