@@ -52,6 +52,7 @@ bench:
 	$(GO) run ./bench/storage -repeat 3
 	$(GO) run ./bench/daemon
 	$(GO) run ./bench/till
+	$(GO) run ./bench/fleet
 
 # Stripped binaries for the boards: Pi 4/5/CM4/Zero 2 W (arm64), and
 # 32-bit Raspberry Pi OS on ARMv6 (Zero, 1) and ARMv7 (2, 3).
