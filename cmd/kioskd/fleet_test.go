@@ -83,6 +83,27 @@ func (w *fleetWatch) result(t *testing.T, id string) telemetry.Result {
 	}
 }
 
+// event waits for an event of type typ on kiosk/<id>/events.
+func (w *fleetWatch) event(t *testing.T, typ string) telemetry.Event {
+	t.Helper()
+	deadline := time.After(15 * time.Second)
+	for {
+		select {
+		case m := <-w.ch:
+			var e telemetry.Event
+			if strings.HasSuffix(m.Topic(), "/events") && json.Unmarshal(m.Payload(), &e) == nil && e.Type == typ {
+				if m.Qos() != 1 {
+					t.Errorf("event %s at QoS %d", typ, m.Qos())
+				}
+				return e
+			}
+		case <-deadline:
+			t.Fatalf("no %s event", typ)
+			return telemetry.Event{}
+		}
+	}
+}
+
 func (w *fleetWatch) send(t *testing.T, topic string, c telemetry.Command) {
 	t.Helper()
 	b, _ := json.Marshal(c)
@@ -162,8 +183,14 @@ func TestFleetCommandsAcrossABrokerRestart(t *testing.T) {
 	w := watchFleet(t, b.URL(), "kiosk/proc-test/#")
 	w.status(t, p, "online", func(s telemetry.Status, _ bool) bool { return s.State == "online" })
 
-	b.Restart(500 * time.Millisecond)
+	// Mains goes while the broker is down: the event waits and arrives
+	// after the reconnect, at QoS 1.
+	b.Stop()
+	p.mustPost(t, "/api/sim/mains", `{"on":false}`)
+	time.Sleep(300 * time.Millisecond)
+	b.Restart(0)
 	w.status(t, p, "online again", func(s telemetry.Status, _ bool) bool { return s.State == "online" && s.Boot == 1 })
+	w.event(t, "mains_lost")
 
 	printed := func() int {
 		_, body, err := p.get("/api/sim/printer")
@@ -199,6 +226,59 @@ func TestFleetCommandsAcrossABrokerRestart(t *testing.T) {
 	_, st, _ := p.get("/api/state")
 	if mq, _ := st["mqtt"].(map[string]any); mq["state"] != "connected" {
 		t.Fatalf("status bar mqtt: %v", st["mqtt"])
+	}
+	stopKioskd(t, p)
+}
+
+// TestFleetConfigCommand: a versioned config changes prices at once, is
+// kept across a restart, and an older version arriving late changes
+// nothing.
+func TestFleetConfigCommand(t *testing.T) {
+	b := mosquitto.Start(t, mosquitto.Options{})
+	data, addr := t.TempDir(), freeAddr(t)
+	p := startKioskd(t, data, addr, "--mqtt", b.URL())
+	p.waitReady(t)
+	w := watchFleet(t, b.URL(), "kiosk/proc-test/#")
+	w.status(t, p, "online", func(s telemetry.Status, _ bool) bool { return s.State == "online" })
+	price := func(sku string) float64 {
+		_, st, err := p.get("/api/state")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cat, _ := st["catalog"].([]any)
+		for _, c := range cat {
+			if m := c.(map[string]any); m["sku"] == sku {
+				return m["price"].(float64)
+			}
+		}
+		t.Fatalf("no %s in the catalog", sku)
+		return 0
+	}
+	send := func(id, args string) telemetry.Result {
+		w.send(t, "fleet/cmd", telemetry.Command{ID: id, Cmd: "config", Args: json.RawMessage(args)})
+		return w.result(t, id)
+	}
+	if r := send("cfg-3", `{"version":3,"prices":{"CHAI":9900}}`); !r.OK || !strings.Contains(string(r.Data), `"applied":true`) {
+		t.Fatalf("config v3: %+v", r)
+	}
+	if got := price("CHAI"); got != 9900 {
+		t.Fatalf("CHAI at %v after config v3", got)
+	}
+	if r := send("cfg-bad", `{"version":4,"prices":{"NOSUCH":1}}`); r.OK {
+		t.Fatalf("config with an unknown SKU: %+v", r)
+	}
+	stopKioskd(t, p)
+	p = startKioskd(t, data, addr, "--mqtt", b.URL())
+	p.waitReady(t)
+	if got := price("CHAI"); got != 9900 {
+		t.Fatalf("CHAI at %v after a restart", got)
+	}
+	w.status(t, p, "online, boot 2", func(s telemetry.Status, _ bool) bool { return s.State == "online" && s.Boot == 2 })
+	if r := send("cfg-2", `{"version":2,"prices":{"CHAI":100}}`); !r.OK || !strings.Contains(string(r.Data), `"applied":false`) {
+		t.Fatalf("older config: %+v", r)
+	}
+	if got := price("CHAI"); got != 9900 {
+		t.Fatalf("CHAI at %v after an older config", got)
 	}
 	stopKioskd(t, p)
 }
