@@ -123,6 +123,8 @@ type Session struct {
 	connected atomic.Bool
 	gen       atomic.Uint64 // bumped on every (re)connect
 	lost      chan error    // the connection dropped
+	setup     chan setupResult
+	attempt   atomic.Uint64 // connection attempts, to match setup results
 	wake      chan struct{} // sales sync has something to do
 	reportNow chan struct{} // publish both reports at once
 	cmds      chan paho.Message
@@ -136,6 +138,7 @@ type Session struct {
 	avail      *Availability
 	memory     *memory
 	stopped    atomic.Bool
+	refusing   atomic.Bool // a refusal is being published
 	powerMains atomic.Bool // the last power report said mains
 	powerSeq   atomic.Uint64
 	healthSeq  atomic.Uint64
@@ -162,7 +165,11 @@ func New(o Options) (*Session, error) {
 	}
 	mem, err := loadMemory(filepath.Join(o.StateDir, memoryFile), o.Clock)
 	if err != nil {
-		return nil, err
+		// Staying off the fleet would not make the memory come back; the
+		// damaged file is kept aside for a look, and the kiosk goes on
+		// with an empty memory.
+		o.Log.Error().Err(err).Msg("command memory lost: commands sent before this boot may run again")
+		mem = &memory{path: filepath.Join(o.StateDir, memoryFile), clock: o.Clock, seen: map[string]remembered{}}
 	}
 	if o.LastShutdown == "" {
 		o.LastShutdown = lastShutdown(filepath.Join(o.StateDir, shutdownFile), boot)
@@ -173,7 +180,7 @@ func New(o Options) (*Session, error) {
 	}
 	s := &Session{
 		o: o, log: o.Log.With().Str("mqtt", o.Broker).Logger(), boot: boot, start: o.Started,
-		lost: make(chan error, 1), wake: make(chan struct{}, 1), reportNow: make(chan struct{}, 1), cmds: make(chan paho.Message, 64),
+		lost: make(chan error, 1), setup: make(chan setupResult, 1), wake: make(chan struct{}, 1), reportNow: make(chan struct{}, 1), cmds: make(chan paho.Message, 64),
 		state: "connecting", since: o.Clock(), avail: NewAvailability(o.Started), memory: mem,
 	}
 	s.powerMains.Store(true)
@@ -182,6 +189,7 @@ func New(o Options) (*Session, error) {
 		AddBroker(o.Broker).
 		SetClientID(o.KioskID).
 		SetUsername(o.Username).SetPassword(o.Password).
+		SetProtocolVersion(4).   // MQTT 3.1.1 only: no silent second handshake as 3.1
 		SetCleanSession(true).   // commands reach kiosks that are online; sales are resent from the ledger
 		SetAutoReconnect(false). // Run reconnects, with backoff and jitter
 		SetConnectRetry(false).
@@ -291,65 +299,124 @@ func (s *Session) Run(ctx context.Context) {
 
 func (s *Session) connectLoop(ctx context.Context) {
 	b := wait.Backoff{Min: time.Second, Max: 2 * time.Minute}
+	retry := func(what string, err error) bool {
+		s.connected.Store(false)
+		s.setState("disconnected", err)
+		d := b.Next()
+		s.log.Warn().Err(err).Dur("retry_in", d).Msg(what)
+		return wait.After(ctx, d)
+	}
 	for ctx.Err() == nil {
+		// Whatever an earlier connection left behind is stale now; a
+		// connection still open after a failure is closed first, so
+		// Connect never meets "already connected".
+		if s.client.IsConnectionOpen() {
+			s.client.Disconnect(0)
+		}
+		drain(s.lost)
+		drain(s.setup)
+		attempt := s.attempt.Add(1)
 		s.setState("connecting", nil)
+		// paho bounds the handshake by its connect timeout; only ctx
+		// cuts it shorter.
 		tok := s.client.Connect()
-		err := waitToken(ctx, tok, 15*time.Second)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tok.Done():
+		}
+		if err := tok.Error(); err != nil {
+			if !retry("mqtt connect failed", err) {
+				return
+			}
+			continue
+		}
+		// onConnect subscribes and publishes the birth; wait for it, or
+		// for the connection to drop meanwhile.
+		var err error
+	setup:
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case err = <-s.lost:
+				break setup
+			case r := <-s.setup:
+				if r.attempt == attempt {
+					err = r.err
+					break setup
+				}
+			}
+		}
+		if err == nil && !s.client.IsConnectionOpen() {
+			err = errors.New("connection closed during setup")
+		}
 		if err != nil {
-			s.setState("disconnected", err)
-			d := b.Next()
-			s.log.Warn().Err(err).Dur("retry_in", d).Msg("mqtt connect failed")
-			if !wait.After(ctx, d) {
+			s.client.Disconnect(0)
+			if !retry("mqtt session setup failed", err) {
 				return
 			}
 			continue
 		}
 		b.Reset()
+		s.gen.Add(1)
+		s.connected.Store(true)
+		s.setState("connected", nil)
+		s.log.Info().Uint64("boot", s.boot).Msg("mqtt connected")
+		s.poke()
+		select { // the fleet table shows a fresh row at once
+		case s.reportNow <- struct{}{}:
+		default:
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case err := <-s.lost:
-			s.connected.Store(false)
-			s.setState("disconnected", err)
-			d := b.Next()
-			s.log.Warn().Err(err).Dur("retry_in", d).Msg("mqtt connection lost")
-			if !wait.After(ctx, d) {
+			if !retry("mqtt connection lost", err) {
 				return
 			}
 		}
 	}
 }
 
-// onConnect runs in paho's goroutine after every (re)connect: it
-// subscribes (a clean session forgets subscriptions), publishes the birth
-// and starts sales sync over from the watermark.
+// setupResult is onConnect's outcome for one connection attempt.
+type setupResult struct {
+	attempt uint64
+	err     error
+}
+
+func drain[T any](c chan T) {
+	for {
+		select {
+		case <-c:
+		default:
+			return
+		}
+	}
+}
+
+// onConnect runs in paho's goroutine after every connect: it subscribes
+// (a clean session forgets subscriptions) and publishes the birth, then
+// tells connectLoop how that went.
 func (s *Session) onConnect(c paho.Client) {
+	attempt := s.attempt.Load()
 	id := s.o.KioskID
 	subs := map[string]byte{Topic(id, TopicCmd): 1, TopicFleetCmd: 1}
 	if s.o.Ledger != nil {
 		subs[Topic(id, TopicSalesAck)] = 1
 	}
-	if err := waitToken(context.Background(), c.SubscribeMultiple(subs, s.route), 10*time.Second); err != nil {
-		s.log.Error().Err(err).Msg("mqtt subscribe failed; reconnecting")
-		c.Disconnect(0)
-		select {
-		case s.lost <- fmt.Errorf("subscribe: %w", err):
-		default:
+	err := waitToken(context.Background(), c.SubscribeMultiple(subs, s.route), 10*time.Second)
+	if err != nil {
+		err = fmt.Errorf("subscribe: %w", err)
+	} else {
+		birth, _ := json.Marshal(Status{State: "online", Boot: s.boot, Version: s.o.Version, Board: s.o.Board,
+			TS: s.o.Clock().UTC(), LastShutdown: s.o.LastShutdown})
+		if err = waitToken(context.Background(), c.Publish(Topic(id, TopicStatus), 1, true, birth), 10*time.Second); err != nil {
+			err = fmt.Errorf("birth: %w", err)
 		}
-		return
 	}
-	birth, _ := json.Marshal(Status{State: "online", Boot: s.boot, Version: s.o.Version, Board: s.o.Board,
-		TS: s.o.Clock().UTC(), LastShutdown: s.o.LastShutdown})
-	if err := waitToken(context.Background(), c.Publish(Topic(id, TopicStatus), 1, true, birth), 10*time.Second); err != nil {
-		s.log.Warn().Err(err).Msg("mqtt birth not acknowledged")
-	}
-	s.gen.Add(1)
-	s.connected.Store(true)
-	s.setState("connected", nil)
-	s.log.Info().Uint64("boot", s.boot).Msg("mqtt connected")
-	s.poke()
-	select { // the fleet table shows a fresh row at once
-	case s.reportNow <- struct{}{}:
+	select {
+	case s.setup <- setupResult{attempt, err}:
 	default:
 	}
 }
@@ -376,14 +443,34 @@ func (s *Session) route(_ paho.Client, m paho.Message) {
 		}
 		s.poke()
 	case suffix == TopicCmd || m.Topic() == TopicFleetCmd:
+		if m.Retained() {
+			// Commands are never retained: a retained one would run again
+			// on every kiosk at every connect, once its id is forgotten.
+			c, _ := ParseCommand(m.Payload())
+			s.refuse(Result{ID: c.ID, OK: false, Error: "refused: a retained command (publish commands without the retain flag, and clear this one)"})
+			return
+		}
 		select {
 		case s.cmds <- m:
 		default:
 			// The worker is far behind; say so rather than queue without bound.
 			c, _ := ParseCommand(m.Payload())
-			go s.publishResult(Result{ID: c.ID, OK: false, Error: "busy: too many commands queued; try again"})
+			s.refuse(Result{ID: c.ID, OK: false, Error: "busy: too many commands queued; try again"})
 		}
 	}
+}
+
+// refuse answers a command off the router, one refusal at a time: a flood
+// of them is logged, not answered without bound.
+func (s *Session) refuse(r Result) {
+	if !s.refusing.CompareAndSwap(false, true) {
+		s.log.Warn().Str("id", r.ID).Str("error", r.Error).Msg("command refused without an answer")
+		return
+	}
+	go func() {
+		defer s.refusing.Store(false)
+		s.publishResult(r)
+	}()
 }
 
 func (s *Session) poke() {

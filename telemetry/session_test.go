@@ -318,3 +318,17 @@ func TestReconnectAfterBrokerRestart(t *testing.T) {
 		t.Fatalf("ping after reconnect: %+v %v", r, err)
 	}
 }
+
+// TestStaleLostSignalRecovers: a "connection lost" that arrives for a
+// connection that is in fact still up makes the session reconnect
+// cleanly, not believe itself offline while paho stays connected.
+func TestStaleLostSignalRecovers(t *testing.T) {
+	b := mosquitto.Start(t, mosquitto.Options{})
+	s := startSession(t, Options{Broker: b.URL(), KioskID: "k1", StateDir: t.TempDir()})
+	waitFor(t, "connected", 5*time.Second, s.Connected)
+	s.lost <- errors.New("stale")
+	waitFor(t, "reconnected", 10*time.Second, func() bool { return s.Connected() && s.gen.Load() >= 2 })
+	if !s.client.IsConnectionOpen() || s.State()["state"] != "connected" {
+		t.Fatalf("session %v, paho open %v", s.State(), s.client.IsConnectionOpen())
+	}
+}
