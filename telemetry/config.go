@@ -16,8 +16,10 @@ import (
 
 // DesiredConfig is the fleet's versioned configuration for a kiosk, as
 // the config command carries it. Every part is optional: a part left out
-// keeps what the kiosk has. Prices override the catalog's by SKU, so a
-// price change need not resend the catalog.
+// keeps what the fleet set before, or else the kiosk's own config file.
+// Prices override the catalog's by SKU, so a price change need not resend
+// the catalog. What a kiosk holds is every version so far merged (Merge),
+// applied over its config file's menu, at once and again at each start.
 type DesiredConfig struct {
 	Version uint64           `json:"version"`
 	Catalog []till.Product   `json:"catalog,omitempty"`
@@ -93,9 +95,10 @@ func ParseDesiredConfig(b []byte) (DesiredConfig, error) {
 	return d, nil
 }
 
-// Prepare checks a desired config against everything the kiosk knows and
-// builds what it would run, without changing anything; commit then
-// switches to it in one step. Prepare's error refuses the config.
+// Prepare checks a desired config (the merged whole, see Merge) against
+// the kiosk's own config and builds what it would run, without changing
+// anything; commit then switches to it in one step. Prepare's error
+// refuses the config.
 type Prepare func(DesiredConfig) (commit func(), err error)
 
 // ConfigStore holds the fleet's desired config: the newest version
@@ -104,6 +107,10 @@ type Prepare func(DesiredConfig) (commit func(), err error)
 type ConfigStore struct {
 	path    string
 	prepare Prepare
+
+	// PowerNote, when set, is said in the answer to a config that carries
+	// power thresholds: why they are stored but not (yet) in effect.
+	PowerNote string
 
 	mu   sync.Mutex
 	held DesiredConfig
@@ -165,11 +172,12 @@ func (c *ConfigStore) Offer(args json.RawMessage) (any, error) {
 		return map[string]any{"applied": false, "version": c.held.Version,
 			"reason": fmt.Sprintf("version %d is not newer than the held version %d", d.Version, c.held.Version)}, nil
 	}
-	commit, err := c.prepare(d)
+	merged := c.held.Merge(d)
+	commit, err := c.prepare(merged)
 	if err != nil {
 		return nil, fmt.Errorf("config version %d refused: %w", d.Version, err)
 	}
-	b, err := json.Marshal(d)
+	b, err := json.Marshal(merged)
 	if err != nil {
 		return nil, err
 	}
@@ -177,8 +185,43 @@ func (c *ConfigStore) Offer(args json.RawMessage) (any, error) {
 		return nil, fmt.Errorf("config version %d not applied: cannot persist it: %w", d.Version, err)
 	}
 	commit()
-	c.held = d
-	return map[string]any{"applied": true, "version": d.Version}, nil
+	c.held = merged
+	out := map[string]any{"applied": true, "version": d.Version}
+	if d.Power != nil && c.PowerNote != "" {
+		out["power"] = c.PowerNote
+	}
+	return out, nil
+}
+
+// Merge is the config held after next arrives on top of d: next's version,
+// and each part next sets replacing d's. A new catalog drops the prices d
+// set for the old one; prices otherwise add up, the newer winning.
+func (d DesiredConfig) Merge(next DesiredConfig) DesiredConfig {
+	m := d
+	m.Version = next.Version
+	if next.Catalog != nil {
+		m.Catalog, m.Prices = next.Catalog, nil
+	}
+	if len(next.Prices) > 0 {
+		prices := make(map[string]int64, len(m.Prices)+len(next.Prices))
+		for sku, p := range m.Prices {
+			prices[sku] = p
+		}
+		for sku, p := range next.Prices {
+			prices[sku] = p
+		}
+		m.Prices = prices
+	}
+	if next.Drops != nil {
+		m.Drops = next.Drops
+	}
+	if next.Plans != nil {
+		m.Plans = next.Plans
+	}
+	if next.Power != nil {
+		m.Power = next.Power
+	}
+	return m
 }
 
 // Menu is what the till would sell under this config: current with the

@@ -72,14 +72,18 @@ func TestConfigVersionsApplyAtomicallyAndPersist(t *testing.T) {
 		"power":{"debounce":"5s","low_soc":30,"critical_soc":15,"critical_cell_volts":3.5,"critical_runtime":"5m","restore_hysteresis_soc":5}}`); err != nil || m["applied"] != true {
 		t.Fatalf("v5: %v %v", m, err)
 	}
-	// A restart comes back with v5 applied.
+	// v6 only reprices what v5 added: what is held is both together.
+	if m, err := offer(`{"version":6,"prices":{"BUN":13000}}`); err != nil || m["applied"] != true {
+		t.Fatalf("v6: %v %v", m, err)
+	}
+	// A restart comes back with v5 and v6 applied over the kiosk's own menu.
 	cat, _ = till.BuildCatalog(till.Menu{Products: []till.Product{{SKU: "CHAI", Name: "Chai", Price: 8000}}})
 	s, err = menuStore(t, path, &cat)
-	if err != nil || s.Version() != 5 {
+	if err != nil || s.Version() != 6 {
 		t.Fatalf("reopen: version %d, %v", s.Version(), err)
 	}
-	if _, ok := cat.BySKU("BUN"); !ok {
-		t.Fatal("v5's catalog not applied at start")
+	if p, ok := cat.BySKU("BUN"); !ok || p.Price != 13000 {
+		t.Fatalf("after a restart BUN is %+v (%v), want v5's product at v6's price", p, ok)
 	}
 	if d, _ := s.Held(); time.Duration(d.Power.CriticalRuntime) != 5*time.Minute {
 		t.Fatalf("power thresholds: %+v", d.Power)

@@ -73,7 +73,7 @@ func (s *Session) syncLoop(ctx context.Context) {
 		if probing {
 			window = 1
 		}
-		for sent < l.Head() && sent-acked < window && s.connected.Load() {
+		for sent < l.Head() && sent-acked < window && s.connected.Load() && ctx.Err() == nil {
 			if sent == acked {
 				progress = now
 			}
@@ -82,7 +82,13 @@ func (s *Session) syncLoop(ctx context.Context) {
 				s.log.Error().Err(err).Uint64("from_seq", sent+1).Msg("cannot read the outbox")
 				break
 			}
-			s.client.Publish(Topic(s.o.KioskID, TopicSales), 1, false, b)
+			// Publish hands the batch to the connection and returns; a
+			// token already failed (not connected) means it never left.
+			// Send it again next round rather than wait out the ack timeout.
+			if err := s.client.Publish(Topic(s.o.KioskID, TopicSales), 1, false, b).Error(); err != nil {
+				s.log.Warn().Err(err).Uint64("from_seq", sent+1).Msg("sales batch not sent")
+				break
+			}
 			sent = to
 		}
 	}

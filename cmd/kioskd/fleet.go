@@ -38,8 +38,11 @@ func startFleet(started time.Time, cfg Config, profile boards.Profile, l *ledger
 		return nil, nil
 	}
 	dir := filepath.Join(cfg.Data, "telemetry")
+	// The fleet's config applies over the menu of the kiosk's own config
+	// file, the same way when it arrives and at every start.
+	base := t.Catalog().Menu()
 	store, err := telemetry.OpenConfigStore(filepath.Join(dir, "config.json"), func(d telemetry.DesiredConfig) (func(), error) {
-		m, err := d.Menu(t.Catalog().Menu())
+		m, err := d.Menu(base)
 		if err != nil {
 			return nil, err
 		}
@@ -49,11 +52,12 @@ func startFleet(started time.Time, cfg Config, profile boards.Profile, l *ledger
 		}
 		return func() {
 			t.SetCatalog(c)
-			// The power thresholds are kept with the config for the
-			// battery-mode automation, which reads them when it starts.
 			log.Info().Uint64("version", d.Version).Int("products", len(m.Products)).Msg("fleet config applied")
 		}, nil
 	})
+	// Battery-mode automation (issue 7) will read the thresholds; until
+	// then the answer says they are only kept.
+	store.PowerNote = "stored, not in effect: this build has no battery-mode automation yet"
 	if err != nil {
 		// A bad persisted config must not keep the kiosk off the fleet:
 		// run with the local catalog, and let the fleet send a new one.
@@ -103,8 +107,14 @@ func (f *fleet) close(reason string) {
 		return
 	}
 	f.stop()
-	<-f.done
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	// A stalled link can hold a publish for paho's write timeout; the
+	// shutdown budget cannot wait that long, and the ledger is safe
+	// whatever the session is doing.
+	select {
+	case <-f.done:
+	case <-time.After(time.Second):
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()
 	f.s.Stop(ctx, reason)
 }
