@@ -148,7 +148,7 @@ func command(ctx context.Context, g *globals, args []string) int {
 		return g.fail("publish %s: %v", pub, err)
 	}
 	if len(expected) == 0 {
-		fmt.Fprintln(g.stderr, "kioskctl cmd: no kiosk's retained status is online; the command is queued only for kiosks with persistent sessions")
+		fmt.Fprintln(g.stderr, "kioskctl cmd: no kiosk's retained status is online; sent anyway, but kiosks run clean sessions: an offline kiosk never sees it")
 	} else {
 		timer := time.NewTimer(*timeout)
 	waiting:

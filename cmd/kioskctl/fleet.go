@@ -198,6 +198,11 @@ func (c *collector) rows(now time.Time, stale time.Duration) fleetReport {
 		if !newest.IsZero() {
 			r.LastSeen = &newest
 		}
+		if r.State == "offline" && r.Reason == "" && r.Since != nil && newest.After(*r.Since) {
+			// A Last Will carries the time the kiosk started its session, not the
+			// time the kiosk went silent: it was offline since last heard.
+			r.Since = &newest
+		}
 		r.Stale = newest.IsZero() || now.Sub(newest) > stale
 		switch r.State {
 		case "online":

@@ -162,6 +162,9 @@ func (in *ingester) process(msgs []mqtt.Message) error {
 			if err != nil {
 				return err
 			}
+			if in.fleet == nil {
+				in.warnGap(k, upto, batches)
+			}
 			// A kiosk with nothing to acknowledge yet (its first batch was
 			// lost, or is with another worker) gets no ack: it resends.
 			if upto == 0 {
@@ -176,6 +179,22 @@ func (in *ingester) process(msgs []mqtt.Message) error {
 	}
 	in.reap()
 	return nil
+}
+
+// warnGap says, loudly, when a kiosk sends from a seq past what this store
+// holds without a gap. Once is a lost batch, which the kiosk sends again;
+// repeated, the kiosk's earlier sales were acknowledged to another store
+// (a new or lost --data): a kiosk resends only from its own watermark, so
+// they never come, and this ingest never acknowledges it again.
+func (in *ingester) warnGap(kiosk string, upto uint64, batches []salesdb.Batch) {
+	for _, b := range batches {
+		if b.Kiosk != kiosk || len(b.Entries) == 0 || b.Entries[0].Seq <= upto+1 {
+			continue
+		}
+		in.log.Error().Str("kiosk", kiosk).Uint64("stored_upto", upto).Uint64("kiosk_sends_from", b.Entries[0].Seq).
+			Msg("gap: the kiosk sends past what this store holds; a lost batch comes again, but if this repeats, its earlier sales were acknowledged to another store and it is not acknowledged here until they are imported")
+		return
+	}
 }
 
 // reap drops completed ack publishes, logging failures.
