@@ -3,8 +3,11 @@ package telemetry
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strconv"
 	"time"
+
+	"github.com/microretail/kioskd/firmware/ledger"
 )
 
 // inflightBatches bounds how many batches go out before the fleet
@@ -109,16 +112,26 @@ func (s *Session) recordAck(ctx context.Context) bool {
 	return true
 }
 
-// batch reads entries from seq from and writes them as one sales batch of
-// at most BatchMax entries and BatchBytes bytes (always at least one
-// entry, however large). It returns the payload and the last seq in it.
+// batch reads entries from seq from and writes them as one sales batch.
 func (s *Session) batch(from uint64) ([]byte, uint64, error) {
 	es, err := s.o.Ledger.Range(from, s.o.BatchMax)
 	if err != nil || len(es) == 0 {
 		return nil, 0, err
 	}
+	return EncodeBatch(es, s.o.BatchBytes)
+}
+
+// EncodeBatch writes consecutive entries as one kiosk/<id>/sales batch of
+// at most maxBytes bytes (always at least one entry, however large),
+// taking as many from the front of es as fit. It returns the payload and
+// the last seq in it.
+func EncodeBatch(es []ledger.Entry, maxBytes int) ([]byte, uint64, error) {
+	if len(es) == 0 {
+		return nil, 0, errors.New("telemetry: an empty sales batch")
+	}
 	const head = `{"from_seq":,"to_seq":,"entries":[]}`
-	buf := make([]byte, 0, min(s.o.BatchBytes, 64<<10))
+	from := es[0].Seq
+	buf := make([]byte, 0, min(maxBytes, 64<<10))
 	buf = append(buf, `{"from_seq":`...)
 	buf = strconv.AppendUint(buf, from, 10)
 	buf = append(buf, `,"entries":[`...)
@@ -128,7 +141,7 @@ func (s *Session) batch(from uint64) ([]byte, uint64, error) {
 		if err != nil {
 			return nil, 0, err
 		}
-		if i > 0 && len(buf)+len(j)+len(head)+40 > s.o.BatchBytes {
+		if i > 0 && len(buf)+len(j)+len(head)+40 > maxBytes {
 			break
 		}
 		if i > 0 {

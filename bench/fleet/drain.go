@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -69,32 +68,16 @@ func fillLedger(dir, kiosk string, n, writers int) (*ledger.Ledger, error) {
 // the fields in the session's order.
 func batches(l *ledger.Ledger, maxEntries, maxBytes int) ([][]byte, error) {
 	var out [][]byte
-	const head = `{"from_seq":,"to_seq":,"entries":[]}`
 	for from := uint64(1); from <= l.Head(); {
 		es, err := l.Range(from, maxEntries)
 		if err != nil {
 			return nil, err
 		}
-		buf := strconv.AppendUint([]byte(`{"from_seq":`), from, 10)
-		buf = append(buf, `,"entries":[`...)
-		to := from - 1
-		for i, e := range es {
-			j, err := json.Marshal(e)
-			if err != nil {
-				return nil, err
-			}
-			if i > 0 && len(buf)+len(j)+len(head)+40 > maxBytes {
-				break
-			}
-			if i > 0 {
-				buf = append(buf, ',')
-			}
-			buf = append(buf, j...)
-			to = e.Seq
+		b, to, err := telemetry.EncodeBatch(es, maxBytes)
+		if err != nil {
+			return nil, err
 		}
-		buf = append(buf, `],"to_seq":`...)
-		buf = strconv.AppendUint(buf, to, 10)
-		out = append(out, append(buf, '}'))
+		out = append(out, b)
 		from = to + 1
 	}
 	return out, nil

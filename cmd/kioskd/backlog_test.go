@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,35 +19,8 @@ import (
 	"github.com/microretail/kioskd/telemetry"
 )
 
-var (
-	ctlOnce sync.Once
-	ctlPath string
-	ctlErr  error
-)
-
 // kioskctlBinary builds the console once per test run.
-func kioskctlBinary(t *testing.T) string {
-	t.Helper()
-	ctlOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "kioskctl-bin-")
-		if err != nil {
-			ctlErr = err
-			return
-		}
-		ctlPath = filepath.Join(dir, "kioskctl")
-		goBin, err := exec.LookPath("go")
-		if err != nil {
-			goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-		}
-		if out, err := exec.Command(goBin, "build", "-o", ctlPath, "../kioskctl").CombinedOutput(); err != nil {
-			ctlErr = fmt.Errorf("building kioskctl: %v\n%s", err, out)
-		}
-	})
-	if ctlErr != nil {
-		t.Fatal(ctlErr)
-	}
-	return ctlPath
-}
+func kioskctlBinary(t *testing.T) string { return buildBinary(t, "../kioskctl") }
 
 // TestBacklogSyncsAcrossBrokerRestarts: 10,000 sales made offline reach
 // `kioskctl sales ingest` while the broker restarts five times in the

@@ -23,35 +23,39 @@ import (
 // These tests run the real kioskd binary, as systemd would, and treat it
 // the way a power cut does.
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
+// built holds the binaries the tests build, once per run, by package dir.
+var built sync.Map // dir → func() (string, error)
 
-func kioskdBinary(t *testing.T) string {
+// buildBinary builds the command in dir (relative to this package) once
+// per test run and returns its path.
+func buildBinary(t *testing.T, dir string) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "kioskd-bin-")
+	f, _ := built.LoadOrStore(dir, sync.OnceValues(func() (string, error) {
+		tmp, err := os.MkdirTemp("", "kioskd-bin-")
 		if err != nil {
-			buildErr = err
-			return
+			return "", err
 		}
-		binPath = filepath.Join(dir, "kioskd")
+		path := filepath.Join(tmp, filepath.Base(filepath.Clean(dir)))
+		if dir == "." {
+			path = filepath.Join(tmp, "kioskd")
+		}
 		goBin, err := exec.LookPath("go")
 		if err != nil {
 			goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
 		}
-		out, err := exec.Command(goBin, "build", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("building kioskd: %v\n%s", err, out)
+		if out, err := exec.Command(goBin, "build", "-o", path, dir).CombinedOutput(); err != nil {
+			return "", fmt.Errorf("building %s: %v\n%s", dir, err, out)
 		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+		return path, nil
+	}))
+	path, err := f.(func() (string, error))()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return binPath
+	return path
 }
+
+func kioskdBinary(t *testing.T) string { return buildBinary(t, ".") }
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
