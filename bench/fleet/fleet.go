@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -39,29 +38,21 @@ func kioskID(i int) string { return fmt.Sprintf("k%04d", i+1) }
 // nil), creating them concurrently: each New persists its boot counter.
 func (f *fleetSim) start(b *broker, scratch string, ids []string, ledgers []*ledger.Ledger) error {
 	ss := make([]*telemetry.Session, len(ids))
-	errs := make([]error, len(ids))
-	sem := make(chan struct{}, 32)
-	var wg sync.WaitGroup
-	for i, id := range ids {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			o := telemetry.Options{
-				Broker: b.url(), KioskID: id, Version: "1.4.2", Board: "rpi4b",
-				StateDir: filepath.Join(scratch, "fleet", id),
-				Power:    func() telemetry.Power { return samplePower(i%10 == 3) },
-				Devices:  sampleDevices, CanSell: func() bool { return true },
-				Log: zerolog.Nop(),
-			}
-			if i < len(ledgers) && ledgers[i] != nil {
-				o.Ledger = ledgers[i]
-			}
-			ss[i], errs[i] = telemetry.New(o)
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	err := each(len(ids), 32, func(i int) (err error) {
+		o := telemetry.Options{
+			Broker: b.url(), KioskID: ids[i], Version: "1.4.2", Board: "rpi4b",
+			StateDir: filepath.Join(scratch, "fleet", ids[i]),
+			Power:    func() telemetry.Power { return samplePower(i%10 == 3) },
+			Devices:  sampleDevices, CanSell: func() bool { return true },
+			Log: zerolog.Nop(),
+		}
+		if i < len(ledgers) && ledgers[i] != nil {
+			o.Ledger = ledgers[i]
+		}
+		ss[i], err = telemetry.New(o)
+		return err
+	})
+	if err != nil {
 		return err
 	}
 	for _, s := range ss {

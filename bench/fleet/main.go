@@ -382,17 +382,26 @@ func slicesMax(ds []time.Duration) time.Duration {
 // concurrently, a few checkouts at once in each.
 func fillLedgers(dir string, ids []string, n int) ([]*ledger.Ledger, error) {
 	ls := make([]*ledger.Ledger, len(ids))
-	errs := make([]error, len(ids))
-	sem := make(chan struct{}, 16)
+	err := each(len(ids), 16, func(i int) (err error) {
+		ls[i], err = fillLedger(filepath.Join(dir, ids[i]), ids[i], n, 8)
+		return err
+	})
+	return ls, err
+}
+
+// each runs fn(0) … fn(n-1), at most limit at once, and joins their errors.
+func each(n, limit int, fn func(i int) error) error {
+	errs := make([]error, n)
+	sem := make(chan struct{}, limit)
 	var wg sync.WaitGroup
-	for i, id := range ids {
+	for i := range n {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			ls[i], errs[i] = fillLedger(filepath.Join(dir, id), id, n, 8)
+			errs[i] = fn(i)
 		}()
 	}
 	wg.Wait()
-	return ls, errors.Join(errs...)
+	return errors.Join(errs...)
 }

@@ -40,68 +40,61 @@ func watchFleet(t *testing.T, url, filter string) *fleetWatch {
 	return w
 }
 
-// status waits for a status message on kiosk/<id>/status that cond likes.
-func (w *fleetWatch) status(t *testing.T, p *proc, what string, cond func(telemetry.Status, bool) bool) telemetry.Status {
+// wait returns the first message on a topic ending in suffix that
+// decodes into a T match likes, failing the test after d.
+func wait[T any](t *testing.T, w *fleetWatch, suffix, what string, d time.Duration, match func(T, paho.Message) bool) T {
 	t.Helper()
 	var last string
-	deadline := time.After(20 * time.Second)
+	deadline := time.After(d)
 	for {
 		select {
 		case m := <-w.ch:
-			if !strings.HasSuffix(m.Topic(), "/status") {
+			var v T
+			if !strings.HasSuffix(m.Topic(), suffix) || json.Unmarshal(m.Payload(), &v) != nil {
 				continue
 			}
-			var st telemetry.Status
-			if err := json.Unmarshal(m.Payload(), &st); err != nil {
-				t.Fatalf("status %s: %v", m.Payload(), err)
-			}
 			last = string(m.Payload())
-			if cond(st, m.Retained()) {
-				return st
+			if match(v, m) {
+				return v
 			}
 		case <-deadline:
-			t.Fatalf("no status %s; last %s\n%s", what, last, p.log)
+			t.Fatalf("no %s within %s; last on %s: %s", what, d, suffix, last)
+			var zero T
+			return zero
 		}
 	}
+}
+
+// status waits for a status message on kiosk/<id>/status that cond likes.
+func (w *fleetWatch) status(t *testing.T, p *proc, what string, cond func(telemetry.Status, bool) bool) telemetry.Status {
+	t.Helper()
+	defer func() {
+		if t.Failed() {
+			t.Logf("kioskd:\n%s", p.log)
+		}
+	}()
+	return wait(t, w, "/status", "status "+what, 20*time.Second, func(st telemetry.Status, m paho.Message) bool {
+		return cond(st, m.Retained())
+	})
 }
 
 // result waits for the result of command id.
 func (w *fleetWatch) result(t *testing.T, id string) telemetry.Result {
 	t.Helper()
-	deadline := time.After(15 * time.Second)
-	for {
-		select {
-		case m := <-w.ch:
-			var r telemetry.Result
-			if strings.HasSuffix(m.Topic(), "/cmd/result") && json.Unmarshal(m.Payload(), &r) == nil && r.ID == id {
-				return r
-			}
-		case <-deadline:
-			t.Fatalf("no result for command %s", id)
-			return telemetry.Result{}
-		}
-	}
+	return wait(t, w, "/cmd/result", "result for command "+id, 15*time.Second, func(r telemetry.Result, _ paho.Message) bool {
+		return r.ID == id
+	})
 }
 
-// event waits for an event of type typ on kiosk/<id>/events.
+// event waits for an event of type typ on kiosk/<id>/events, at QoS 1.
 func (w *fleetWatch) event(t *testing.T, typ string) telemetry.Event {
 	t.Helper()
-	deadline := time.After(15 * time.Second)
-	for {
-		select {
-		case m := <-w.ch:
-			var e telemetry.Event
-			if strings.HasSuffix(m.Topic(), "/events") && json.Unmarshal(m.Payload(), &e) == nil && e.Type == typ {
-				if m.Qos() != 1 {
-					t.Errorf("event %s at QoS %d", typ, m.Qos())
-				}
-				return e
-			}
-		case <-deadline:
-			t.Fatalf("no %s event", typ)
-			return telemetry.Event{}
+	return wait(t, w, "/events", typ+" event", 15*time.Second, func(e telemetry.Event, m paho.Message) bool {
+		if e.Type == typ && m.Qos() != 1 {
+			t.Errorf("event %s at QoS %d", typ, m.Qos())
 		}
-	}
+		return e.Type == typ
+	})
 }
 
 func (w *fleetWatch) send(t *testing.T, topic string, c telemetry.Command) {
