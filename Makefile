@@ -5,7 +5,7 @@ DATA    ?= ./.kioskd
 HTTP    ?= 127.0.0.1:8080
 LDFLAGS := -X main.Version=$(VERSION)
 # Packages with concurrent code, tested again under the race detector.
-RACE_PKGS := ./drivers/... ./firmware/... ./cmd/...
+RACE_PKGS := ./drivers/... ./firmware/... ./cmd/... ./telemetry/... ./internal/salesdb/... ./internal/mosquitto/...
 
 # Packages whose tests also run on the boards' CPUs under qemu-user.
 # drivers/transport is not among them: qemu-user does not pass through the
@@ -14,7 +14,7 @@ ARM_TEST_PKGS := boards drivers/barcode drivers/emu drivers/ina219 drivers/max17
 	drivers/pca9685 drivers/pn532 drivers/escpos drivers/scanner firmware/cards firmware/lighting \
 	firmware/sim firmware/ledger firmware/till firmware/printing firmware/receipt
 
-.PHONY: all build run test test-arm bench cross lint clean deb
+.PHONY: fuzz all build run test test-arm bench cross lint clean deb
 
 all: lint test
 
@@ -28,6 +28,13 @@ run:
 test:
 	$(GO) test ./...
 	$(GO) test -race -short $(RACE_PKGS)
+
+# The fuzz targets for what arrives from the fleet: command and config
+# payloads. FUZZTIME per target.
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test ./telemetry -run '^$$' -fuzz '^FuzzParseCommand$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./telemetry -run '^$$' -fuzz '^FuzzParseDesiredConfig$$' -fuzztime $(FUZZTIME)
 
 # The storage and sale-flow tests on 32-bit ARMv6 (Pi Zero, 32-bit Raspberry
 # Pi OS) and arm64, under qemu-user. Without qemu-user-static it skips, unless
