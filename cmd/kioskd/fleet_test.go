@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -26,12 +28,25 @@ type fleetWatch struct {
 // resubscribes) across broker restarts.
 func watchFleet(t *testing.T, url, filter string) *fleetWatch {
 	t.Helper()
+	return watchFleetAs(t, url, filter, telemetry.TLSFiles{})
+}
+
+// watchFleetAs is watchFleet with a client certificate.
+func watchFleetAs(t *testing.T, url, filter string, tf telemetry.TLSFiles) *fleetWatch {
+	t.Helper()
 	w := &fleetWatch{ch: make(chan paho.Message, 100000)}
 	o := paho.NewClientOptions().AddBroker(url).SetClientID(fmt.Sprintf("fleet-watch-%d", time.Now().UnixNano())).
 		SetAutoReconnect(true).SetConnectRetry(true).SetMaxReconnectInterval(250 * time.Millisecond).
 		SetOnConnectHandler(func(c paho.Client) {
 			c.Subscribe(filter, 1, func(_ paho.Client, m paho.Message) { w.ch <- m })
 		})
+	tc, err := tf.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tc != nil {
+		o.SetTLSConfig(tc)
+	}
 	w.c = paho.NewClient(o)
 	if tok := w.c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatalf("watcher connect: %v", tok.Error())
@@ -274,4 +289,31 @@ func TestFleetConfigCommand(t *testing.T) {
 		t.Fatalf("CHAI at %v after an older config", got)
 	}
 	stopKioskd(t, p)
+}
+
+// TestFleetOverTLSWithTheShippedBroker: kioskd with its certificate, on the
+// shipped Mosquitto config and ACL, as docs/FLEET.md sets a kiosk up: the
+// operator sees its birth and it obeys the operator.
+func TestFleetOverTLSWithTheShippedBroker(t *testing.T) {
+	pki := mosquitto.PKI(t, "proc-test")
+	b := mosquitto.Start(t, mosquitto.Shipped(t, pki))
+	conf := filepath.Join(t.TempDir(), "kioskd.toml")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("mqtt = %q\n[fleet]\nca = %q\ncert = %q\nkey = %q\n",
+		b.TLSURL(), filepath.Join(pki, "ca.pem"), filepath.Join(pki, "proc-test.pem"), filepath.Join(pki, "proc-test.key"))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	data, addr := t.TempDir(), freeAddr(t)
+	p := startKioskd(t, data, addr, "--config", conf)
+	p.waitReady(t)
+	op := watchFleetAs(t, b.TLSURL(), "kiosk/proc-test/#", telemetry.TLSFiles{CA: filepath.Join(pki, "ca.pem"),
+		Cert: filepath.Join(pki, "operator.pem"), Key: filepath.Join(pki, "operator.key")})
+	op.status(t, p, "online over TLS", func(s telemetry.Status, retained bool) bool { return s.State == "online" })
+	op.send(t, "kiosk/proc-test/cmd", telemetry.Command{ID: "tls-ping", Cmd: "ping"})
+	if r := op.result(t, "tls-ping"); !r.OK {
+		t.Fatalf("ping over TLS: %+v", r)
+	}
+	stopKioskd(t, p)
+	if st := op.status(t, p, "offline", func(s telemetry.Status, _ bool) bool { return s.State == "offline" }); st.Reason != "stop" {
+		t.Fatalf("goodbye over TLS: %+v", st)
+	}
 }
