@@ -166,6 +166,7 @@ build_one() {
 	chmod 0644 "$root/etc/kioskd/kioskd.toml"
 
 	install -m 0644 deploy/kioskd.example.toml "$doc/examples/kioskd.example.toml"
+	install -D -m 0644 -t "$doc/examples/mosquitto" deploy/mosquitto/mosquitto.conf deploy/mosquitto/acl deploy/mosquitto/mkcerts.sh
 	install -D -m 0644 deploy/deb/lintian-overrides "$root/usr/share/lintian/overrides/kioskd"
 	copyright "$root/usr/bin/kioskd" "$root/usr/bin/kioskctl" >"$doc/copyright"
 	chmod 0644 "$doc/copyright"
