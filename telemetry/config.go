@@ -22,10 +22,12 @@ import (
 // applied over its config file's menu, at once and again at each start.
 type DesiredConfig struct {
 	Version uint64           `json:"version"`
-	Catalog []till.Product   `json:"catalog,omitempty"`
+	// A list left out (null) keeps what is there; an empty list clears
+	// it. No omitempty: the persisted config must keep that difference.
+	Catalog []till.Product   `json:"catalog"`
 	Prices  map[string]int64 `json:"prices,omitempty"`
-	Drops   []till.Drop      `json:"drops,omitempty"`
-	Plans   []till.Plan      `json:"plans,omitempty"`
+	Drops   []till.Drop      `json:"drops"`
+	Plans   []till.Plan      `json:"plans"`
 	Power   *PowerThresholds `json:"power,omitempty"`
 }
 

@@ -90,6 +90,39 @@ func TestConfigVersionsApplyAtomicallyAndPersist(t *testing.T) {
 	}
 }
 
+// TestClearedListsStayClearedAfterARestart: "drops":[] clears the drops of
+// the kiosk's own menu, and still does after a restart.
+func TestClearedListsStayClearedAfterARestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.json")
+	base := till.Menu{Products: []till.Product{{SKU: "A", Name: "A", Price: 100}, {SKU: "B", Name: "B", Price: 200}},
+		Drops: []till.Drop{{ID: "d1", SKU: "B", Starts: time.Date(2026, 12, 1, 18, 0, 0, 0, time.UTC), Stock: 5}}}
+	var cat *till.Catalog
+	prepare := func(d DesiredConfig) (func(), error) {
+		m, err := d.Menu(base)
+		if err != nil {
+			return nil, err
+		}
+		c, err := till.BuildCatalog(m)
+		if err != nil {
+			return nil, err
+		}
+		return func() { cat = c }, nil
+	}
+	s, err := OpenConfigStore(path, prepare)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Offer(json.RawMessage(`{"version":1,"catalog":[{"sku":"A","name":"A","price":100}],"drops":[]}`)); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = OpenConfigStore(path, prepare); err != nil || s.Version() != 1 {
+		t.Fatalf("reopen: version %d, %v", s.Version(), err)
+	}
+	if _, ok := cat.BySKU("B"); ok || len(cat.Menu().Drops) != 0 {
+		t.Fatalf("after a restart the menu is %+v", cat.Menu())
+	}
+}
+
 func TestDamagedConfigIsSetAsideNotFatal(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "config.json")
 	if err := os.WriteFile(path, []byte(`{"version":`), 0o600); err != nil {

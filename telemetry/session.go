@@ -310,9 +310,7 @@ func (s *Session) connectLoop(ctx context.Context) {
 		// Whatever an earlier connection left behind is stale now; a
 		// connection still open after a failure is closed first, so
 		// Connect never meets "already connected".
-		if s.client.IsConnectionOpen() {
-			s.client.Disconnect(0)
-		}
+		s.hangUp()
 		drain(s.lost)
 		drain(s.setup)
 		attempt := s.attempt.Add(1)
@@ -346,13 +344,16 @@ func (s *Session) connectLoop(ctx context.Context) {
 					err = r.err
 					break setup
 				}
+			case <-time.After(setupTimeout):
+				err = errors.New("session setup timed out")
+				break setup
 			}
 		}
 		if err == nil && !s.client.IsConnectionOpen() {
 			err = errors.New("connection closed during setup")
 		}
 		if err != nil {
-			s.client.Disconnect(0)
+			s.hangUp()
 			if !retry("mqtt session setup failed", err) {
 				return
 			}
@@ -376,6 +377,24 @@ func (s *Session) connectLoop(ctx context.Context) {
 				return
 			}
 		}
+	}
+}
+
+// setupTimeout bounds the wait for onConnect: a subscribe and a birth,
+// each bounded by 10 s in onConnect itself.
+const setupTimeout = 30 * time.Second
+
+// hangUp closes a connection that is open, sending DISCONNECT (so the
+// broker does not publish the will for a connection being replaced), and
+// waits briefly for paho to finish, so the next Connect does not meet
+// "already connected".
+func (s *Session) hangUp() {
+	if !s.client.IsConnected() {
+		return
+	}
+	s.client.Disconnect(250)
+	for deadline := time.Now().Add(time.Second); s.client.IsConnected() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -406,14 +425,22 @@ func (s *Session) onConnect(c paho.Client) {
 		subs[Topic(id, TopicSalesAck)] = 1
 	}
 	err := waitToken(context.Background(), c.SubscribeMultiple(subs, s.route), 10*time.Second)
-	if err != nil {
+	switch {
+	case err != nil:
 		err = fmt.Errorf("subscribe: %w", err)
-	} else {
+	case s.stopped.Load():
+		// Stop has said goodbye: a birth now would outlive it.
+		err = errors.New("stopped")
+	default:
 		birth, _ := json.Marshal(Status{State: "online", Boot: s.boot, Version: s.o.Version, Board: s.o.Board,
 			TS: s.o.Clock().UTC(), LastShutdown: s.o.LastShutdown})
 		if err = waitToken(context.Background(), c.Publish(Topic(id, TopicStatus), 1, true, birth), 10*time.Second); err != nil {
 			err = fmt.Errorf("birth: %w", err)
 		}
+	}
+	select { // a late result of an earlier attempt must not take the slot
+	case <-s.setup:
+	default:
 	}
 	select {
 	case s.setup <- setupResult{attempt, err}:
@@ -443,6 +470,9 @@ func (s *Session) route(_ paho.Client, m paho.Message) {
 		}
 		s.poke()
 	case suffix == TopicCmd || m.Topic() == TopicFleetCmd:
+		if len(m.Payload()) == 0 {
+			return // someone clearing a retained command: nothing to answer
+		}
 		if m.Retained() {
 			// Commands are never retained: a retained one would run again
 			// on every kiosk at every connect, once its id is forgotten.
@@ -496,13 +526,31 @@ func (s *Session) Stop(ctx context.Context, reason string) {
 	if s.client.IsConnectionOpen() {
 		b, _ := json.Marshal(Status{State: "offline", Boot: s.boot, Version: s.o.Version, Board: s.o.Board,
 			TS: s.o.Clock().UTC(), Reason: reason})
-		if err := waitToken(ctx, s.client.Publish(Topic(s.o.KioskID, TopicStatus), 1, true, b), 2*time.Second); err != nil {
+		// On a stalled link paho's Publish itself blocks for its write
+		// timeout before there is a token to wait on: the budget must
+		// hold all the same. Unsaid, the broker's will says offline.
+		if err := within(ctx, func() error {
+			return waitToken(ctx, s.client.Publish(Topic(s.o.KioskID, TopicStatus), 1, true, b), 2*time.Second)
+		}); err != nil {
 			s.log.Warn().Err(err).Msg("offline status not acknowledged")
 		}
-		s.client.Disconnect(250)
+		_ = within(ctx, func() error { s.client.Disconnect(250); return nil })
 	}
 	s.connected.Store(false)
 	s.setState("disconnected", nil)
+}
+
+// within runs fn, returning its error, or ctx's once ctx ends first
+// (fn then finishes in the background).
+func within(ctx context.Context, fn func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- fn() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // waitToken waits for a paho token, the timeout or ctx, whichever first.
@@ -522,7 +570,9 @@ func waitToken(ctx context.Context, t paho.Token, timeout time.Duration) error {
 // publish sends one message if the session is up; QoS 0 telemetry is
 // simply skipped while offline.
 func (s *Session) publish(suffix string, qos byte, retained bool, v any) (paho.Token, error) {
-	if !s.connected.Load() {
+	// The connection, not the session's setup, decides: a command that
+	// arrives while the session subscribes still gets its answer.
+	if !s.client.IsConnectionOpen() {
 		return nil, errors.New("offline")
 	}
 	b, err := json.Marshal(v)

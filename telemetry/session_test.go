@@ -291,7 +291,17 @@ func TestCommands(t *testing.T) {
 	}
 	// The memory survives a restart: a new boot still will not run c1 again.
 	s.stop()
+	// A command left retained is refused when the new session subscribes.
+	if tok := w.c.Publish("kiosk/k1/cmd", 1, true, []byte(`{"id":"r1","cmd":"count"}`)); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
 	s = startSession(t, o)
+	var rr Result
+	if err := json.Unmarshal(w.next(t, "kiosk/k1/cmd/result", 5*time.Second).Payload(), &rr); err != nil ||
+		rr.ID != "r1" || rr.OK || !strings.Contains(rr.Error, "retained") {
+		t.Fatalf("retained command: %+v %v", rr, err)
+	}
+	w.c.Publish("kiosk/k1/cmd", 1, true, []byte{}).WaitTimeout(5 * time.Second)
 	waitFor(t, "reconnected", 5*time.Second, s.Connected)
 	if r := ask("kiosk/k1/cmd", []byte(`{"id":"c1","cmd":"count"}`)); !r.Replayed {
 		t.Fatalf("after restart: %+v", r)
