@@ -42,6 +42,8 @@ type ingester struct {
 
 	acks []mqtt.Token // sales/ack publishes not yet completed
 
+	gapSaid map[string]time.Time // when warnGap last spoke of each kiosk
+
 	// With --share, the fleet's acknowledged watermark per kiosk, as any
 	// worker's acks on kiosk/+/sales/ack show it: every entry up to it is
 	// in some worker's store. nil without --share.
@@ -191,6 +193,13 @@ func (in *ingester) warnGap(kiosk string, upto uint64, batches []salesdb.Batch) 
 		if b.Kiosk != kiosk || len(b.Entries) == 0 || b.Entries[0].Seq <= upto+1 {
 			continue
 		}
+		if last, ok := in.gapSaid[kiosk]; ok && time.Since(last) < time.Minute {
+			return // a lost batch shows in every batch behind it; say it once a minute
+		}
+		if in.gapSaid == nil {
+			in.gapSaid = map[string]time.Time{}
+		}
+		in.gapSaid[kiosk] = time.Now()
 		in.log.Error().Str("kiosk", kiosk).Uint64("stored_upto", upto).Uint64("kiosk_sends_from", b.Entries[0].Seq).
 			Msg("gap: the kiosk sends past what this store holds; a lost batch comes again, but if this repeats, its earlier sales were acknowledged to another store and it is not acknowledged here until they are imported")
 		return
