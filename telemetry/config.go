@@ -21,7 +21,7 @@ import (
 // the catalog. What a kiosk holds is every version so far merged (Merge),
 // applied over its config file's menu, at once and again at each start.
 type DesiredConfig struct {
-	Version uint64           `json:"version"`
+	Version uint64 `json:"version"`
 	// A list left out (null) keeps what is there; an empty list clears
 	// it. No omitempty: the persisted config must keep that difference.
 	Catalog []till.Product   `json:"catalog"`
