@@ -1,0 +1,317 @@
+package power
+
+import (
+	"fmt"
+	"time"
+)
+
+// Mode is the kiosk's power mode, as DESIGN.md names them.
+type Mode string
+
+// The modes, in the order a discharge visits them.
+const (
+	ModeMains    Mode = "mains"
+	ModeBattery  Mode = "battery"
+	ModeLow      Mode = "low"
+	ModeCritical Mode = "critical"
+	ModeShutdown Mode = "shutdown"
+)
+
+// Thresholds are the [power] keys of DESIGN.md.
+type Thresholds struct {
+	// Debounce: mains must stay away this long before battery mode
+	// begins, and stay back this long before it ends.
+	Debounce time.Duration
+	// LowSoC: at or under this state of charge (%) the kiosk sheds load.
+	LowSoC float64
+	// CriticalSoC, CriticalCellVolts (under load), CriticalRuntime: the
+	// first of them reached latches the shutdown.
+	CriticalSoC       float64
+	CriticalCellVolts float64
+	CriticalRuntime   time.Duration
+	// MaxOnBattery, when set, also latches the shutdown after this long on
+	// battery, whatever the gauges say.
+	MaxOnBattery time.Duration
+	// RestoreHysteresisSoC: low mode ends only once the charge is this
+	// far above LowSoC, so a reading that wobbles on the line does not
+	// flap the lights and the load.
+	RestoreHysteresisSoC float64
+}
+
+// DefaultThresholds are DESIGN.md's defaults.
+var DefaultThresholds = Thresholds{
+	Debounce: 5 * time.Second, LowSoC: 30, CriticalSoC: 15, CriticalCellVolts: 3.5,
+	CriticalRuntime: 5 * time.Minute, RestoreHysteresisSoC: 5,
+}
+
+// Check reports thresholds that cannot work together.
+func (t Thresholds) Check() error {
+	switch {
+	case t.Debounce < 0 || t.Debounce > 10*time.Minute:
+		return fmt.Errorf("power: debounce %s: want 0 to 10m", t.Debounce)
+	case t.CriticalSoC <= 0 || t.LowSoC <= t.CriticalSoC || t.LowSoC > 100:
+		return fmt.Errorf("power: want 0 < critical_soc (%v) < low_soc (%v) <= 100", t.CriticalSoC, t.LowSoC)
+	case t.CriticalCellVolts < 2.5 || t.CriticalCellVolts > 4.2:
+		return fmt.Errorf("power: critical_cell_volts %v: want a Li-ion cut-off from 2.5 to 4.2", t.CriticalCellVolts)
+	case t.CriticalRuntime < 0 || t.MaxOnBattery < 0:
+		return fmt.Errorf("power: negative critical_runtime or max_on_battery")
+	case t.RestoreHysteresisSoC < 0 || t.LowSoC+t.RestoreHysteresisSoC > 100:
+		return fmt.Errorf("power: restore_hysteresis_soc %v: low_soc plus it must stay within 100", t.RestoreHysteresisSoC)
+	}
+	return nil
+}
+
+// Reading is what the policy sees at one instant: the mains-detect line
+// and the battery monitors, each nil when it cannot be read.
+type Reading struct {
+	At        time.Time
+	Mains     *bool
+	SoC       *float64 // % from the fuel gauge
+	CellVolts *float64 // V per cell, under the present load
+	RuntimeS  *int64   // estimated seconds to empty, while discharging
+}
+
+// Actions is everything the policy does to the world. The policy calls
+// them from Step, in order, and never blocks on the result; the kiosk's
+// implementation queues the work (lights, ledger sync, the shutdown
+// sequence) and reports the shutdown's end with ShutdownDone.
+type Actions interface {
+	// MainsLost and MainsRestored go out at the edge, before any debounce:
+	// the fleet hears of every blip, even those that change nothing else.
+	MainsLost(at time.Time)
+	MainsRestored(at time.Time)
+	// Enter is the kiosk entering mode for reason: the lighting scene,
+	// the telemetry cadence and the fleet's event for the mode.
+	Enter(mode Mode, reason string)
+	// ShedLoad dims the lights to essentials and pauses background work
+	// (OTA downloads); RestoreLoad undoes it. SyncLedger flushes the
+	// ledger and pushes the outbox.
+	ShedLoad()
+	RestoreLoad()
+	SyncLedger()
+	// Shutdown starts the shutdown sequence: finish the sale in
+	// progress, refuse new ones, flush, final telemetry, offline, power
+	// off. It is called once.
+	Shutdown(reason string)
+}
+
+// State is one power mode. Handle decides, from a reading, the state the
+// kiosk is in next (itself to stay); it does no I/O.
+type State interface {
+	Mode() Mode
+	Handle(p *Policy, r Reading) (next State, reason string)
+}
+
+// Policy is the battery-mode state machine: mains → battery → low →
+// critical → shutdown, debounced on the way into battery mode and out of
+// it, with hysteresis out of low, and latched from critical on. It is not
+// safe for concurrent use: one goroutine feeds it readings.
+type Policy struct {
+	th    Thresholds
+	act   Actions
+	state State
+	mains *bool // the line's last known level, for the edge events
+}
+
+// NewPolicy starts in mains mode.
+func NewPolicy(th Thresholds, act Actions) (*Policy, error) {
+	if err := th.Check(); err != nil {
+		return nil, err
+	}
+	return &Policy{th: th, act: act, state: onMains{}}, nil
+}
+
+// State is the state the policy is in.
+func (p *Policy) State() State { return p.state }
+
+// Mode is the mode the policy is in.
+func (p *Policy) Mode() Mode { return p.state.Mode() }
+
+// Step feeds the policy a reading and carries out what follows from it.
+func (p *Policy) Step(r Reading) {
+	if r.Mains != nil && (p.mains == nil || *p.mains != *r.Mains) {
+		if p.mains != nil || !*r.Mains { // the first reading of mains present is no news
+			if *r.Mains {
+				p.act.MainsRestored(r.At)
+			} else {
+				p.act.MainsLost(r.At)
+			}
+		}
+		v := *r.Mains
+		p.mains = &v
+	}
+	// A reading can carry the kiosk through several states at once (the
+	// debounce over and the charge already low); four is the most a
+	// discharge can take, so a loop is a bug, not a hang.
+	for range 4 {
+		next, reason := p.state.Handle(p, r)
+		if next.Mode() == p.state.Mode() {
+			p.state = next // the same mode, with what it remembers updated
+			return
+		}
+		p.enter(p.state, next, reason)
+	}
+}
+
+// ShutdownDone records the end of the shutdown sequence.
+func (p *Policy) ShutdownDone() {
+	if _, ok := p.state.(critical); ok {
+		p.state = shutdown{}
+		p.act.Enter(ModeShutdown, "shutdown sequence complete")
+	}
+}
+
+func (p *Policy) enter(from, to State, reason string) {
+	p.state = to
+	p.act.Enter(to.Mode(), reason)
+	switch to.Mode() {
+	case ModeLow:
+		p.act.ShedLoad()
+		p.act.SyncLedger()
+	case ModeCritical:
+		p.act.Shutdown(reason)
+	case ModeMains, ModeBattery:
+		if from.Mode() == ModeLow {
+			p.act.RestoreLoad()
+		}
+	}
+}
+
+// soc is the state of charge from the gauge, or else estimated from the
+// cell voltage, with how it was known.
+func soc(r Reading) (float64, string, bool) {
+	switch {
+	case r.SoC != nil:
+		return *r.SoC, "fuel gauge", true
+	case r.CellVolts != nil:
+		return SoCFromCellVolts(*r.CellVolts), "estimated from cell voltage", true
+	}
+	return 0, "", false
+}
+
+// critical is why the shutdown must begin now, or "".
+func (p *Policy) criticalReason(r Reading, since time.Time) string {
+	th := p.th
+	if s, how, ok := soc(r); ok && s <= th.CriticalSoC {
+		return fmt.Sprintf("state of charge %.0f%% at or under %.0f%% (%s)", s, th.CriticalSoC, how)
+	}
+	if r.CellVolts != nil && *r.CellVolts <= th.CriticalCellVolts {
+		return fmt.Sprintf("cell voltage %.2f V at or under %.2f V", *r.CellVolts, th.CriticalCellVolts)
+	}
+	if r.RuntimeS != nil && th.CriticalRuntime > 0 && time.Duration(*r.RuntimeS)*time.Second <= th.CriticalRuntime {
+		return fmt.Sprintf("estimated runtime %s at or under %s", time.Duration(*r.RuntimeS)*time.Second, th.CriticalRuntime)
+	}
+	if th.MaxOnBattery > 0 && r.At.Sub(since) >= th.MaxOnBattery {
+		return fmt.Sprintf("on battery for %s, the most allowed", th.MaxOnBattery)
+	}
+	return ""
+}
+
+func mainsOff(r Reading) bool { return r.Mains != nil && !*r.Mains }
+func mainsOn(r Reading) bool  { return r.Mains != nil && *r.Mains }
+
+// onMains: mains present, or lost for less than the debounce (lostAt set).
+type onMains struct{ lostAt time.Time }
+
+func (onMains) Mode() Mode { return ModeMains }
+
+func (s onMains) Handle(p *Policy, r Reading) (State, string) {
+	if !mainsOff(r) {
+		if s.lostAt.IsZero() {
+			return s, ""
+		}
+		return onMains{}, "" // a blip: nothing else changes
+	}
+	if s.lostAt.IsZero() {
+		s.lostAt = r.At
+	}
+	if r.At.Sub(s.lostAt) < p.th.Debounce {
+		return s, ""
+	}
+	return onBattery{since: s.lostAt}, fmt.Sprintf("mains lost for %s", p.th.Debounce)
+}
+
+// restored is the state a battery mode returns to once mains has been
+// back for the debounce: backAt is when it came back, zero while away.
+func restored(p *Policy, r Reading, backAt time.Time) (time.Time, bool) {
+	if !mainsOn(r) {
+		return time.Time{}, false
+	}
+	if backAt.IsZero() {
+		backAt = r.At
+	}
+	return backAt, r.At.Sub(backAt) >= p.th.Debounce
+}
+
+// onBattery: mains away past the debounce, the charge above low.
+type onBattery struct{ since, backAt time.Time }
+
+func (onBattery) Mode() Mode { return ModeBattery }
+
+func (s onBattery) Handle(p *Policy, r Reading) (State, string) {
+	var ok bool
+	if s.backAt, ok = restored(p, r, s.backAt); ok {
+		return onMains{}, fmt.Sprintf("mains back for %s", p.th.Debounce)
+	}
+	if why := p.criticalReason(r, s.since); why != "" {
+		return critical{}, why
+	}
+	if c, how, ok := soc(r); ok && c <= p.th.LowSoC {
+		return low{since: s.since}, fmt.Sprintf("state of charge %.0f%% at or under %.0f%% (%s)", c, p.th.LowSoC, how)
+	}
+	return s, ""
+}
+
+// low: on battery with the charge low; load shed.
+type low struct{ since, backAt time.Time }
+
+func (low) Mode() Mode { return ModeLow }
+
+func (s low) Handle(p *Policy, r Reading) (State, string) {
+	var ok bool
+	if s.backAt, ok = restored(p, r, s.backAt); ok {
+		return onMains{}, fmt.Sprintf("mains back for %s", p.th.Debounce)
+	}
+	if why := p.criticalReason(r, s.since); why != "" {
+		return critical{}, why
+	}
+	if c, how, ok := soc(r); ok && c >= p.th.LowSoC+p.th.RestoreHysteresisSoC {
+		return onBattery{since: s.since, backAt: s.backAt}, fmt.Sprintf("state of charge back to %.0f%% (%s)", c, how)
+	}
+	return s, ""
+}
+
+// critical: the shutdown is latched, like NUT's forced shutdown: mains
+// coming back does not stop it half-way. The next boot starts afresh.
+type critical struct{}
+
+func (critical) Mode() Mode                                { return ModeCritical }
+func (s critical) Handle(*Policy, Reading) (State, string) { return s, "" }
+
+// shutdown: the sequence is done; the kiosk powers off or exits.
+type shutdown struct{}
+
+func (shutdown) Mode() Mode                                { return ModeShutdown }
+func (s shutdown) Handle(*Policy, Reading) (State, string) { return s, "" }
+
+// cellCurve is a Li-ion cell's charge against its voltage under a light
+// load, from 3.0 V (empty) to 4.2 V (full): the fallback when no fuel
+// gauge answers. Voltage sags under load, so it reads low while selling;
+// that errs towards shutting down early, never late.
+var cellCurve = []struct{ v, soc float64 }{
+	{3.00, 0}, {3.30, 5}, {3.50, 10}, {3.60, 20}, {3.70, 35}, {3.75, 50},
+	{3.80, 60}, {3.90, 72}, {4.00, 83}, {4.10, 93}, {4.20, 100},
+}
+
+// SoCFromCellVolts estimates the state of charge (%) from a cell's voltage.
+func SoCFromCellVolts(v float64) float64 {
+	if v <= cellCurve[0].v {
+		return 0
+	}
+	for i := 1; i < len(cellCurve); i++ {
+		if a, b := cellCurve[i-1], cellCurve[i]; v <= b.v {
+			return a.soc + (v-a.v)/(b.v-a.v)*(b.soc-a.soc)
+		}
+	}
+	return 100
+}
