@@ -62,14 +62,28 @@ type Sensors struct {
 	mains *bool
 	shunt *ina219.Reading
 	gauge *max17048.Reading
+	edges chan Edge // mains changes, for the power policy
 }
+
+// Edge is a change of the mains-detect line, when it was seen.
+type Edge struct {
+	At      time.Time
+	Present bool
+}
+
+// Edges delivers every change of the mains-detect line as it is seen, so
+// the policy sees blips shorter than any sampling period. It holds 64;
+// past that, changes are dropped here (never the events), and the
+// policy's next periodic reading catches up.
+func (s *Sensors) Edges() <-chan Edge { return s.edges }
 
 // NewSensors returns sensors with no readings yet.
 func NewSensors(opts Options) *Sensors {
 	if opts.Clock == nil {
 		opts.Clock = time.Now
 	}
-	return &Sensors{log: opts.Logger.With().Str("component", "power").Logger(), ev: opts.Events, clock: opts.Clock}
+	return &Sensors{log: opts.Logger.With().Str("component", "power").Logger(), ev: opts.Events, clock: opts.Clock,
+		edges: make(chan Edge, 64)}
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -173,6 +187,10 @@ func (s *Sensors) setMains(present bool) {
 	s.mu.Unlock()
 	if prev != nil && *prev == present {
 		return
+	}
+	select {
+	case s.edges <- Edge{At: s.clock(), Present: present}:
+	default:
 	}
 	if prev == nil && present {
 		return // booting on mains is not news

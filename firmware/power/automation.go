@@ -1,0 +1,114 @@
+package power
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// Automation runs the policy on the kiosk's sensors: a step at every
+// mains edge, as it happens, and one a second with the latest battery
+// readings and runtime estimate. Its Actions are called from Run's
+// goroutine and must not call back into the Automation before returning.
+type Automation struct {
+	s          *Sensors
+	p          *Policy
+	capacityAh float64
+	clock      func() time.Time
+
+	pmu sync.Mutex // the policy is fed from Run and ShutdownDone
+
+	mu       sync.Mutex
+	mode     Mode
+	estimate *Estimate
+}
+
+// AutomationOptions configure NewAutomation.
+type AutomationOptions struct {
+	Thresholds Thresholds
+	CapacityAh float64 // the pack's capacity, for the runtime estimate; 0: unknown
+	Actions    Actions
+	Clock      func() time.Time
+}
+
+// NewAutomation returns the automation, in mains mode until Run.
+func NewAutomation(s *Sensors, o AutomationOptions) (*Automation, error) {
+	p, err := NewPolicy(o.Thresholds, o.Actions)
+	if err != nil {
+		return nil, err
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	return &Automation{s: s, p: p, capacityAh: o.CapacityAh, clock: o.Clock, mode: ModeMains}, nil
+}
+
+// Run steps the policy until ctx ends.
+func (a *Automation) Run(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e := <-a.s.Edges():
+			a.step(e.At, &e.Present)
+		case <-tick.C:
+			a.step(a.clock(), nil)
+		}
+	}
+}
+
+// step feeds the policy the readings at now; mains, when set, is the
+// line's level at an edge, else the latest known.
+func (a *Automation) step(now time.Time, mains *bool) {
+	st := a.s.Status()
+	b := st.Battery
+	r := Reading{At: now, Mains: st.Mains, SoC: b.SOC, CellVolts: b.CellVolts}
+	if mains != nil {
+		r.Mains = mains
+	}
+	est, ok := EstimateRuntime(Gauges{SoC: b.SOC, RatePctH: b.RatePctH, Amps: b.Amps, CellVolts: b.CellVolts}, a.capacityAh)
+	if ok {
+		r.RuntimeS = &est.RuntimeS
+	}
+	a.pmu.Lock()
+	a.p.Step(r)
+	mode := a.p.Mode()
+	a.pmu.Unlock()
+	a.mu.Lock()
+	a.mode = mode
+	a.estimate = nil
+	if ok {
+		a.estimate = &est
+	}
+	a.mu.Unlock()
+}
+
+// Mode is the power mode now.
+func (a *Automation) Mode() Mode {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.mode
+}
+
+// Estimate is the latest runtime estimate, if there is one.
+func (a *Automation) Estimate() (Estimate, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.estimate == nil {
+		return Estimate{}, false
+	}
+	return *a.estimate, true
+}
+
+// ShutdownDone records the end of the shutdown sequence.
+func (a *Automation) ShutdownDone() {
+	a.pmu.Lock()
+	a.p.ShutdownDone()
+	mode := a.p.Mode()
+	a.pmu.Unlock()
+	a.mu.Lock()
+	a.mode = mode
+	a.mu.Unlock()
+}
