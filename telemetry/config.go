@@ -110,10 +110,6 @@ type ConfigStore struct {
 	path    string
 	prepare Prepare
 
-	// PowerNote, when set, is said in the answer to a config that carries
-	// power thresholds: why they are stored but not (yet) in effect.
-	PowerNote string
-
 	mu   sync.Mutex
 	held DesiredConfig
 }
@@ -188,11 +184,7 @@ func (c *ConfigStore) Offer(args json.RawMessage) (any, error) {
 	}
 	commit()
 	c.held = merged
-	out := map[string]any{"applied": true, "version": d.Version}
-	if d.Power != nil && c.PowerNote != "" {
-		out["power"] = c.PowerNote
-	}
-	return out, nil
+	return map[string]any{"applied": true, "version": d.Version}, nil
 }
 
 // Merge is the config held after next arrives on top of d: next's version,

@@ -56,6 +56,16 @@ func due(last, now time.Time, every time.Duration) time.Time {
 	return now.Add(every)
 }
 
+// Report publishes both reports now, within ctx: the last word before a
+// shutdown, so the fleet sees the mode and charge it ended on.
+func (s *Session) Report(ctx context.Context) {
+	_ = within(ctx, func() error {
+		s.publishPower()
+		s.publishHealth()
+		return nil
+	})
+}
+
 func (s *Session) publishPower() bool {
 	if s.o.Power == nil {
 		return false

@@ -16,6 +16,7 @@ import (
 	"github.com/microretail/kioskd/drivers/escpos"
 	"github.com/microretail/kioskd/drivers/scanner"
 	"github.com/microretail/kioskd/firmware/lighting"
+	"github.com/microretail/kioskd/firmware/power"
 	"github.com/microretail/kioskd/firmware/till"
 )
 
@@ -39,6 +40,61 @@ type Config struct {
 	Printer PrinterConfig  `toml:"printer"`
 	Scanner ScannerConfig  `toml:"scanner"`
 	Fleet   FleetConfig    `toml:"fleet"`
+	Power   PowerConfig    `toml:"power"`
+}
+
+// PowerConfig is the [power] table: battery-mode automation.
+type PowerConfig struct {
+	Debounce             string  `toml:"debounce"`
+	LowSoC               float64 `toml:"low_soc"`
+	CriticalSoC          float64 `toml:"critical_soc"`
+	CriticalCellVolts    float64 `toml:"critical_cell_volts"`
+	CriticalRuntime      string  `toml:"critical_runtime"`
+	RestoreHysteresisSoC float64 `toml:"restore_hysteresis_soc"`
+	MaxOnBattery         string  `toml:"max_on_battery"` // "0s": no limit
+	BatteryScene         string  `toml:"battery_scene"`
+	LowScene             string  `toml:"low_scene"`
+	CapacityAh           float64 `toml:"capacity_ah"`
+	// Poweroff: "auto" powers the board off after the shutdown sequence
+	// (systemctl poweroff; on the sim board kioskd exits instead), "exit"
+	// only exits, for a UPS that cuts the power itself.
+	Poweroff string `toml:"poweroff"`
+}
+
+// thresholds are the policy's, checked with the config.
+func (p PowerConfig) thresholds() power.Thresholds {
+	return power.Thresholds{
+		Debounce: every(p.Debounce), LowSoC: p.LowSoC, CriticalSoC: p.CriticalSoC,
+		CriticalCellVolts: p.CriticalCellVolts, CriticalRuntime: every(p.CriticalRuntime),
+		MaxOnBattery: every(p.MaxOnBattery), RestoreHysteresisSoC: p.RestoreHysteresisSoC,
+	}
+}
+
+func (c *Config) checkPower() []error {
+	p := c.Power
+	var errs []error
+	for key, v := range map[string]string{"debounce": p.Debounce, "critical_runtime": p.CriticalRuntime, "max_on_battery": p.MaxOnBattery} {
+		if d, err := time.ParseDuration(v); err != nil || d < 0 {
+			errs = append(errs, fmt.Errorf("power.%s %q: want a duration, 0s or more", key, v))
+		}
+	}
+	if len(errs) == 0 {
+		if err := p.thresholds().Check(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for key, scene := range map[string]string{"battery_scene": p.BatteryScene, "low_scene": p.LowScene} {
+		if _, ok := c.Lights.Scenes[scene]; !ok {
+			errs = append(errs, fmt.Errorf("power.%s %q is not a scene of [lights.scenes]", key, scene))
+		}
+	}
+	if p.CapacityAh < 0 || p.CapacityAh > 1000 {
+		errs = append(errs, fmt.Errorf("power.capacity_ah %v: want 0 (unknown) to 1000", p.CapacityAh))
+	}
+	if p.Poweroff != "auto" && p.Poweroff != "exit" {
+		errs = append(errs, fmt.Errorf("power.poweroff %q: want auto or exit", p.Poweroff))
+	}
+	return errs
 }
 
 // FleetConfig is the [fleet] table: how the MQTT session (mqtt, above)
@@ -177,6 +233,9 @@ func defaultConfig() Config {
 		Lights:  LightsConfig{Scene: lighting.Open, ClosedScene: lighting.Night, Fade: "800ms", Scenes: lighting.DefaultScenes()},
 		Printer: PrinterConfig{Enabled: true, Paper: "58mm", CodePage: "PC437", SpeedMMs: 50, Drawer: true},
 		Scanner: ScannerConfig{Enabled: true, Kind: "hid", Layout: "us", Repeat: "1s"},
+		Power: PowerConfig{Debounce: "5s", LowSoC: 30, CriticalSoC: 15, CriticalCellVolts: 3.5, CriticalRuntime: "5m",
+			RestoreHysteresisSoC: 5, MaxOnBattery: "0s", BatteryScene: lighting.Battery, LowScene: lighting.Night,
+			Poweroff: "auto"},
 		Fleet: FleetConfig{PowerEvery: "60s", BatteryPowerEvery: "10s", HealthEvery: "5m",
 			BatchMax: 500, BatchBytes: 128 << 10, AckTimeout: "30s"},
 	}
@@ -302,6 +361,7 @@ func (c *Config) check() error {
 		errs = append(errs, fmt.Errorf("mqtt %q: want tcp://, ssl://, tls://, ws:// or wss://", c.MQTT))
 	}
 	errs = append(errs, c.Fleet.check()...)
+	errs = append(errs, c.checkPower()...)
 	switch c.Log.Level {
 	case "trace", "debug", "info", "warn", "error":
 	default:

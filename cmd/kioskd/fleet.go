@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -14,6 +15,7 @@ import (
 	"github.com/microretail/kioskd/boards"
 	"github.com/microretail/kioskd/firmware/events"
 	"github.com/microretail/kioskd/firmware/ledger"
+	"github.com/microretail/kioskd/firmware/power"
 	"github.com/microretail/kioskd/firmware/printing"
 	"github.com/microretail/kioskd/firmware/till"
 	"github.com/microretail/kioskd/telemetry"
@@ -24,9 +26,42 @@ var errReboot = errors.New("reboot requested by the fleet")
 
 // fleet is the running MQTT session and what stops it.
 type fleet struct {
-	s    *telemetry.Session
-	stop context.CancelFunc
-	done chan struct{}
+	s     *telemetry.Session
+	store *telemetry.ConfigStore
+	stop  context.CancelFunc
+	done  chan struct{}
+	// power takes the fleet's power thresholds once the battery-mode
+	// automation runs.
+	power atomic.Pointer[power.Automation]
+}
+
+// fleetThresholds are the policy's thresholds with the fleet's in place
+// of the config file's; base gives what the fleet does not set.
+func fleetThresholds(base power.Thresholds, p *telemetry.PowerThresholds) power.Thresholds {
+	if p == nil {
+		return base
+	}
+	base.Debounce, base.LowSoC, base.CriticalSoC = time.Duration(p.Debounce), p.LowSoC, p.CriticalSoC
+	base.CriticalCellVolts, base.CriticalRuntime = p.CriticalCellVolts, time.Duration(p.CriticalRuntime)
+	base.RestoreHysteresisSoC = p.RestoreHysteresisSoC
+	return base
+}
+
+// powerThresholds are the thresholds to start the automation with: the
+// fleet's, if it holds some, over the config file's.
+func (f *fleet) powerThresholds(base power.Thresholds) power.Thresholds {
+	if f == nil {
+		return base
+	}
+	d, _ := f.store.Held()
+	return fleetThresholds(base, d.Power)
+}
+
+// runPower hands the fleet's later power thresholds to a.
+func (f *fleet) runPower(a *power.Automation) {
+	if f != nil {
+		f.power.Store(a)
+	}
 }
 
 // startFleet starts the MQTT session, or returns nil with no broker. The
@@ -41,6 +76,8 @@ func startFleet(started time.Time, cfg Config, profile boards.Profile, l *ledger
 	// The fleet's config applies over the menu of the kiosk's own config
 	// file, the same way when it arrives and at every start.
 	base := t.Catalog().Menu()
+	baseTh := cfg.Power.thresholds()
+	f := &fleet{done: make(chan struct{})}
 	store, err := telemetry.OpenConfigStore(filepath.Join(dir, "config.json"), func(d telemetry.DesiredConfig) (func(), error) {
 		m, err := d.Menu(base)
 		if err != nil {
@@ -50,14 +87,19 @@ func startFleet(started time.Time, cfg Config, profile boards.Profile, l *ledger
 		if err != nil {
 			return nil, err
 		}
+		th := fleetThresholds(baseTh, d.Power)
+		if err := th.Check(); err != nil {
+			return nil, err
+		}
 		return func() {
 			t.SetCatalog(c)
+			if a := f.power.Load(); a != nil && d.Power != nil {
+				_ = a.SetThresholds(th) // checked above
+			}
 			log.Info().Uint64("version", d.Version).Int("products", len(m.Products)).Msg("fleet config applied")
 		}, nil
 	})
-	// Battery-mode automation (issue 7) will read the thresholds; until
-	// then the answer says they are only kept.
-	store.PowerNote = "stored, not in effect: this build has no battery-mode automation yet"
+	f.store = store
 	if err != nil {
 		// A bad persisted config must not keep the kiosk off the fleet:
 		// run with the local catalog, and let the fleet send a new one.
@@ -94,7 +136,7 @@ func startFleet(started time.Time, cfg Config, profile boards.Profile, l *ledger
 		return nil, err
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	f := &fleet{s: s, stop: stop, done: make(chan struct{})}
+	f.s, f.stop = s, stop
 	go func() { defer close(f.done); s.Run(ctx) }()
 	ps.fleet.Store(s)
 	log.Info().Str("broker", cfg.MQTT).Uint64("boot", s.Boot()).Msg("fleet link started")
@@ -116,12 +158,13 @@ func (f *fleet) close(reason string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()
+	f.s.Report(ctx)
 	f.s.Stop(ctx, reason)
 }
 
 // powerReport is tele/power from the sensors' latest readings.
 func powerReport(ps *peripherals) telemetry.Power {
-	st := ps.sensors.Status()
+	st := ps.powerStatus()
 	p := telemetry.Power{Mains: st.Mains == nil || *st.Mains, Mode: st.Mode}
 	b := st.Battery
 	if b.Volts != nil || b.SOC != nil {

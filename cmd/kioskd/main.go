@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 	_ "time/tzdata" // a kiosk image may lack /usr/share/zoneinfo
@@ -29,6 +30,7 @@ import (
 	"github.com/microretail/kioskd/firmware/events"
 	"github.com/microretail/kioskd/firmware/ledger"
 	"github.com/microretail/kioskd/firmware/lighting"
+	"github.com/microretail/kioskd/firmware/power"
 	"github.com/microretail/kioskd/firmware/sim"
 	"github.com/microretail/kioskd/firmware/till"
 )
@@ -66,8 +68,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	err = serve(ctx, cfg, log)
 	var rb rebootRequest
-	if errors.As(err, &rb) {
+	var po powerOff
+	switch {
+	case errors.As(err, &rb):
 		err = rb.reboot(log)
+	case errors.As(err, &po):
+		err = po.do(log)
 	}
 	if err != nil {
 		log.Error().Err(err).Msg("kioskd stopped")
@@ -236,11 +242,16 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		// Sales go on without receipts; the jobs wait in the ledger.
 		log.Error().Err(err).Msg("receipt printing not started")
 	}
+	var powerActs atomic.Pointer[powerActions]
 	t := till.New(till.Options{Ledger: l, Catalog: catalog, Logger: log, Events: hub, Location: loc,
 		Receipts: cfg.Printer.Enabled, Drawer: cfg.Printer.Drawer, OfflineLimit: cfg.offlineLimit(),
 		TradingFile: filepath.Join(cfg.Data, "trading"),
 		OnTrading: func(open bool) {
-			// The lights follow the till: the open scene while trading.
+			// The lights follow the till: the open scene while trading,
+			// unless the power mode has the lights.
+			if pa := powerActs.Load(); pa != nil && !pa.onMains() {
+				return
+			}
 			scene := cfg.Lights.ClosedScene
 			if open {
 				scene = cfg.Lights.Scene
@@ -256,6 +267,31 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		// The till sells offline; the outbox waits for a fixed config.
 		log.Error().Err(err).Msg("fleet link not started")
 	}
+	pa := &powerActions{cfg: cfg, log: log, hub: hub, lights: periph.lights, trading: t.Trading,
+		sync: func() {
+			if err := l.Flush(); err != nil {
+				log.Error().Err(err).Msg("ledger flush on battery")
+			}
+			if fl != nil {
+				fl.s.SyncNow()
+			}
+		},
+		shutdown: func(reason string) { reboot(powerShutdown{reason}) }}
+	powerActs.Store(pa)
+	capacity := cfg.Power.CapacityAh
+	if capacity == 0 && profile.IsSim() {
+		capacity = sim.CapacityAh // the emulated pack's
+	}
+	auto, err := power.NewAutomation(periph.sensors, power.AutomationOptions{
+		Thresholds: fl.powerThresholds(cfg.Power.thresholds()), CapacityAh: capacity, Actions: pa})
+	if err != nil {
+		return err // checked with the config
+	}
+	periph.auto.Store(auto)
+	fl.runPower(auto)
+	autoCtx, stopAuto := context.WithCancel(context.Background())
+	autoDone := make(chan struct{})
+	go func() { defer close(autoDone); auto.Run(autoCtx) }()
 
 	wdCtx, stopWatchdog := context.WithCancel(ctx)
 	defer stopWatchdog()
@@ -271,9 +307,15 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping+"\nSTATUS=shutting down")
 	t.Close()
 	_ = periph.lights.FadeTo(lighting.Off, 0)
+	stopAuto()
+	<-autoDone
 	reason := "stop"
-	if errors.Is(context.Cause(ctx), errReboot) {
+	var ps powerShutdown
+	switch cause := context.Cause(ctx); {
+	case errors.Is(cause, errReboot):
 		reason = "reboot"
+	case errors.As(cause, &ps):
+		reason = "shutdown: " + ps.Error()
 	}
 	fl.close(reason)
 	// The devices stop beside the HTTP drain, each within its own budget.
@@ -290,6 +332,10 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	log.Info().Uint64("head", l.Head()).Msg("ledger closed; bye")
 	if herr == nil && reason == "reboot" {
 		return rebootRequest{sim: profile.IsSim()}
+	}
+	if herr == nil && ps.reason != "" {
+		auto.ShutdownDone()
+		return powerOff{reason: ps.Error(), exit: profile.IsSim() || cfg.Power.Poweroff == "exit"}
 	}
 	return herr
 }

@@ -58,6 +58,21 @@ type peripherals struct {
 
 	broker string                            // the configured broker; "" runs offline
 	fleet  atomic.Pointer[telemetry.Session] // the fleet link once it is started
+	auto   atomic.Pointer[power.Automation]  // battery-mode automation once it runs
+}
+
+// powerStatus is the power as the screen and the fleet see it: the
+// sensors' readings, with the automation's mode and runtime estimate.
+func (ps *peripherals) powerStatus() power.Status {
+	st := ps.sensors.Status()
+	if a := ps.auto.Load(); a != nil {
+		st.Mode = string(a.Mode())
+		if e, ok := a.Estimate(); ok {
+			st.Battery.RuntimeS = &e.RuntimeS
+			st.Estimate = &e
+		}
+	}
+	return st
 }
 
 // startPeripherals opens every device the profile wires, each under
@@ -209,7 +224,7 @@ func (ps *peripherals) DeviceStates() map[string]string {
 // StateExtras implements till.Peripherals.
 func (ps *peripherals) StateExtras() map[string]any {
 	m := map[string]any{
-		"power":         ps.sensors.Status(),
+		"power":         ps.powerStatus(),
 		"device_health": ps.sup.Health(),
 		"lights":        map[string]any{"scene": ps.lights.Scene(), "levels": ps.lights.Shown(), "scenes": ps.lights.Scenes()},
 	}

@@ -59,9 +59,8 @@ func TestSimBoardEndToEnd(t *testing.T) {
 	if b.RuntimeS == nil || math.Abs(float64(*b.RuntimeS)-40*60) > 120 {
 		t.Errorf("runtime %v s, want about 2400 (40%% at 1%%/min)", b.RuntimeS)
 	}
-	if st.Power.Mode != "battery" {
-		t.Errorf("mode %q", st.Power.Mode)
-	}
+	// Battery mode begins once mains has stayed away for the debounce.
+	p.waitState(t, "battery mode", func(s state) bool { return s.Power.Mode == "battery" })
 
 	// 3. A card tap reaches the event stream with its UID.
 	p.mustPost(t, "/api/sim/tap", `{"uid":"04A22B91C53E80"}`)
@@ -88,15 +87,28 @@ func TestSimBoardEndToEnd(t *testing.T) {
 		return a != nil && math.Abs(*a-wantAmps/2) < 0.03
 	})
 
-	// The lights are in the open scene, and the PWM chip's outputs say so.
-	p.waitState(t, "open scene", func(s state) bool { return s.Lights.Scene == "open" })
-	code, world, err := p.get("/api/sim/world")
-	if err != nil || code != 200 {
-		t.Fatalf("sim world: %d %v", code, err)
-	}
-	lights, _ := world["lights"].([]any)
-	if len(lights) < 3 || lights[0] != 1.0 || lights[2] != 1.0 || lights[3] != 0.0 {
-		t.Errorf("PWM outputs %v, want channels 0-2 full on and 3 off", lights)
+	// On battery the lights are in the battery scene; with mains back for
+	// the debounce, in the open scene again, and the PWM chip's outputs
+	// say so.
+	p.waitState(t, "battery scene", func(s state) bool { return s.Lights.Scene == "battery" })
+	p.mustPost(t, "/api/sim/mains", `{"on":true}`)
+	evs.wait(t, "mains_restored", nil)
+	p.waitState(t, "mains mode, open scene", func(s state) bool { return s.Power.Mode == "mains" && s.Lights.Scene == "open" })
+	// The scene fades in (lights.fade): the outputs arrive a moment later.
+	var lights []any
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		code, world, err := p.get("/api/sim/world")
+		if err != nil || code != 200 {
+			t.Fatalf("sim world: %d %v", code, err)
+		}
+		lights, _ = world["lights"].([]any)
+		if len(lights) >= 4 && lights[0] == 1.0 && lights[2] == 1.0 && lights[3] == 0.0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("PWM outputs %v, want channels 0-2 full on and 3 off", lights)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

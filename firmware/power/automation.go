@@ -102,6 +102,13 @@ func (a *Automation) Estimate() (Estimate, bool) {
 	return *a.estimate, true
 }
 
+// SetThresholds changes the policy's thresholds from the next step on.
+func (a *Automation) SetThresholds(th Thresholds) error {
+	a.pmu.Lock()
+	defer a.pmu.Unlock()
+	return a.p.SetThresholds(th)
+}
+
 // ShutdownDone records the end of the shutdown sequence.
 func (a *Automation) ShutdownDone() {
 	a.pmu.Lock()

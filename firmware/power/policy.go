@@ -121,6 +121,16 @@ func NewPolicy(th Thresholds, act Actions) (*Policy, error) {
 	return &Policy{th: th, act: act, state: onMains{}}, nil
 }
 
+// SetThresholds changes the thresholds from the next step on (the fleet's
+// config). A latched shutdown stays latched.
+func (p *Policy) SetThresholds(th Thresholds) error {
+	if err := th.Check(); err != nil {
+		return err
+	}
+	p.th = th
+	return nil
+}
+
 // State is the state the policy is in.
 func (p *Policy) State() State { return p.state }
 

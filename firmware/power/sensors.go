@@ -43,6 +43,9 @@ type Status struct {
 	// critical states refines it.
 	Mode    string  `json:"mode"`
 	Battery Battery `json:"battery"`
+	// Estimate is the runtime estimate with its source and any fallback,
+	// once the battery-mode automation makes one.
+	Estimate *Estimate `json:"estimate,omitempty"`
 }
 
 // Options configures Sensors.

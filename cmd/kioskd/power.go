@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/microretail/kioskd/firmware/events"
+	"github.com/microretail/kioskd/firmware/lighting"
+	"github.com/microretail/kioskd/firmware/power"
+)
+
+// powerShutdown is the cause of a shutdown the battery-mode automation
+// latched; reason says which threshold.
+type powerShutdown struct{ reason string }
+
+func (p powerShutdown) Error() string { return "battery critical: " + p.reason }
+
+// powerActions is what the battery-mode automation does to this kiosk.
+// Its methods run on the automation's goroutine and return at once.
+type powerActions struct {
+	cfg    Config
+	log    zerolog.Logger
+	hub    *events.Hub
+	lights *lighting.Lights
+
+	trading  func() bool         // the till is open for the day
+	sync     func()              // flush the ledger and push the outbox
+	shutdown func(reason string) // start the shutdown sequence
+
+	mu   sync.Mutex
+	mode power.Mode
+	shed bool
+}
+
+// The mains edges are published by the sensors as they see them; the
+// policy's copies are only logged.
+func (a *powerActions) MainsLost(at time.Time) {
+	a.log.Debug().Time("at", at).Msg("policy: mains lost")
+}
+func (a *powerActions) MainsRestored(at time.Time) {
+	a.log.Debug().Time("at", at).Msg("policy: mains back")
+}
+
+func (a *powerActions) Enter(mode power.Mode, reason string) {
+	a.mu.Lock()
+	a.mode = mode
+	a.mu.Unlock()
+	a.log.Warn().Str("mode", string(mode)).Str("reason", reason).Msg("power mode")
+	a.hub.Publish("power", map[string]string{"mode": string(mode), "reason": reason})
+	a.light()
+}
+
+func (a *powerActions) ShedLoad() {
+	a.mu.Lock()
+	a.shed = true
+	a.mu.Unlock()
+	// Background work to pause (OTA downloads) arrives with OTA; the
+	// lights are the load there is today.
+	a.light()
+}
+
+func (a *powerActions) RestoreLoad() {
+	a.mu.Lock()
+	a.shed = false
+	a.mu.Unlock()
+	a.light()
+}
+
+func (a *powerActions) SyncLedger()            { go a.sync() }
+func (a *powerActions) Shutdown(reason string) { a.shutdown(reason) }
+
+// light sets the scene the power mode asks for: on mains the till's own
+// (open while trading), on battery the battery scene, shedding load the
+// low scene. Critical and shutdown leave the lights to the shutdown.
+func (a *powerActions) light() {
+	a.mu.Lock()
+	mode, shed := a.mode, a.shed
+	a.mu.Unlock()
+	scene := ""
+	switch {
+	case mode == power.ModeMains:
+		scene = a.cfg.Lights.ClosedScene
+		if a.trading() {
+			scene = a.cfg.Lights.Scene
+		}
+	case shed:
+		scene = a.cfg.Power.LowScene
+	case mode == power.ModeBattery:
+		scene = a.cfg.Power.BatteryScene
+	default:
+		return
+	}
+	_ = a.lights.SetScene(scene) // checked with the config
+}
+
+// onMains reports whether the power mode lets the till choose the lights.
+func (a *powerActions) onMains() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.mode == "" || a.mode == power.ModeMains
+}
+
+// powerOff ends the board's power after the shutdown sequence: on the sim
+// board, or with poweroff = "exit", kioskd only exits 0.
+type powerOff struct {
+	reason string
+	exit   bool
+}
+
+func (p powerOff) Error() string { return "power off: " + p.reason }
+
+func (p powerOff) do(log zerolog.Logger) error {
+	if p.exit {
+		log.Warn().Str("reason", p.reason).Msg("battery shutdown complete; exiting")
+		return nil
+	}
+	log.Warn().Str("reason", p.reason).Msg("battery shutdown complete; powering off")
+	out, err := exec.CommandContext(context.Background(), "systemctl", "poweroff").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("systemctl poweroff: %v: %s", err, out)
+	}
+	return nil
+}
