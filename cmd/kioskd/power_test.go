@@ -1,9 +1,15 @@
 package main
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/microretail/kioskd/internal/mosquitto"
+	"github.com/microretail/kioskd/telemetry"
 )
 
 // TestBatteryDrainShutsDownCleanly: on the sim board, mains cut and the
@@ -46,5 +52,35 @@ func TestBatteryDrainShutsDownCleanly(t *testing.T) {
 	if sales := p.allSales(t); len(sales) != 3 {
 		t.Fatalf("%d sales after the shutdown, want 3", len(sales))
 	}
+	stopKioskd(t, p)
+}
+
+// TestFleetPowerThresholdsTakeEffect: the fleet's config moves low_soc up,
+// and the kiosk on battery at 45% goes low at once; mains back for the
+// debounce brings it home with the open scene.
+func TestFleetPowerThresholdsTakeEffect(t *testing.T) {
+	b := mosquitto.Start(t, mosquitto.Options{})
+	data, addr := t.TempDir(), freeAddr(t)
+	p := startKioskd(t, data, addr, "--mqtt", b.URL())
+	p.waitReady(t)
+	w := watchFleet(t, b.URL(), "kiosk/proc-test/#")
+	w.status(t, p, "online", func(s telemetry.Status, _ bool) bool { return s.State == "online" })
+
+	p.mustPost(t, "/api/sim/battery", `{"soc":45,"drain_pct_per_min":0.5}`)
+	p.mustPost(t, "/api/sim/mains", `{"on":false}`)
+	p.waitState(t, "battery mode", func(s state) bool { return s.Power.Mode == "battery" })
+	w.send(t, "kiosk/proc-test/cmd", telemetry.Command{ID: "th-1", Cmd: "config", Args: json.RawMessage(
+		`{"version":1,"power":{"debounce":"2s","low_soc":50,"critical_soc":10,"critical_cell_volts":3.0,"critical_runtime":"1m","restore_hysteresis_soc":5}}`)})
+	if r := w.result(t, "th-1"); !r.OK {
+		t.Fatalf("config: %+v", r)
+	}
+	p.waitState(t, "low mode under the fleet's low_soc", func(s state) bool { return s.Power.Mode == "low" && s.Lights.Scene == "night" })
+	// The fleet hears of the mode change as an event.
+	wait(t, w, "/events", "power event for low mode", 15*time.Second, func(e telemetry.Event, _ paho.Message) bool {
+		return e.Type == "power" && strings.Contains(string(e.Data), `"mode":"low"`)
+	})
+
+	p.mustPost(t, "/api/sim/mains", `{"on":true}`)
+	p.waitState(t, "mains again, open scene", func(s state) bool { return s.Power.Mode == "mains" && s.Lights.Scene == "open" })
 	stopKioskd(t, p)
 }
