@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -26,13 +25,9 @@ var errReboot = errors.New("reboot requested by the fleet")
 
 // fleet is the running MQTT session and what stops it.
 type fleet struct {
-	s     *telemetry.Session
-	store *telemetry.ConfigStore
-	stop  context.CancelFunc
-	done  chan struct{}
-	// power takes the fleet's power thresholds once the battery-mode
-	// automation runs.
-	power atomic.Pointer[power.Automation]
+	s    *telemetry.Session
+	stop context.CancelFunc
+	done chan struct{}
 }
 
 // fleetThresholds are the policy's thresholds with the fleet's in place
@@ -47,37 +42,20 @@ func fleetThresholds(base power.Thresholds, p *telemetry.PowerThresholds) power.
 	return base
 }
 
-// powerThresholds are the thresholds to start the automation with: the
-// fleet's, if it holds some, over the config file's.
-func (f *fleet) powerThresholds(base power.Thresholds) power.Thresholds {
-	if f == nil {
-		return base
-	}
-	d, _ := f.store.Held()
-	return fleetThresholds(base, d.Power)
-}
-
-// runPower hands the fleet's later power thresholds to a.
-func (f *fleet) runPower(a *power.Automation) {
-	if f != nil {
-		f.power.Store(a)
-	}
-}
-
 // startFleet starts the MQTT session, or returns nil with no broker. The
 // till never waits on it: the session connects in the background and the
 // till sells offline meanwhile.
 func startFleet(started time.Time, cfg Config, profile boards.Profile, l *ledger.Ledger, t *till.Till, ps *peripherals,
-	hub *events.Hub, reboot context.CancelCauseFunc, log zerolog.Logger) (*fleet, error) {
+	auto *power.Automation, hub *events.Hub, reboot context.CancelCauseFunc, log zerolog.Logger) (*fleet, error) {
 	if cfg.MQTT == "" {
 		return nil, nil
 	}
 	dir := filepath.Join(cfg.Data, "telemetry")
-	// The fleet's config applies over the menu of the kiosk's own config
-	// file, the same way when it arrives and at every start.
+	// The fleet's config applies over the menu and power thresholds of the
+	// kiosk's own config file, the same way when it arrives and at every
+	// start.
 	base := t.Catalog().Menu()
 	baseTh := cfg.Power.thresholds()
-	f := &fleet{done: make(chan struct{})}
 	store, err := telemetry.OpenConfigStore(filepath.Join(dir, "config.json"), func(d telemetry.DesiredConfig) (func(), error) {
 		m, err := d.Menu(base)
 		if err != nil {
@@ -93,13 +71,10 @@ func startFleet(started time.Time, cfg Config, profile boards.Profile, l *ledger
 		}
 		return func() {
 			t.SetCatalog(c)
-			if a := f.power.Load(); a != nil && d.Power != nil {
-				_ = a.SetThresholds(th) // checked above
-			}
+			_ = auto.SetThresholds(th) // checked above
 			log.Info().Uint64("version", d.Version).Int("products", len(m.Products)).Msg("fleet config applied")
 		}, nil
 	})
-	f.store = store
 	if err != nil {
 		// A bad persisted config must not keep the kiosk off the fleet:
 		// run with the local catalog, and let the fleet send a new one.
@@ -136,7 +111,7 @@ func startFleet(started time.Time, cfg Config, profile boards.Profile, l *ledger
 		return nil, err
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	f.s, f.stop = s, stop
+	f := &fleet{s: s, stop: stop, done: make(chan struct{})}
 	go func() { defer close(f.done); s.Run(ctx) }()
 	ps.fleet.Store(s)
 	log.Info().Str("broker", cfg.MQTT).Uint64("boot", s.Boot()).Msg("fleet link started")

@@ -262,11 +262,9 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	periph.setTill(t)
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyReady+"\nSTATUS=selling")
 	log.Info().Uint64("head", l.Head()).Uint64("outbox", l.OutboxLen()).Msg("till ready")
-	fl, err := startFleet(started, cfg, profile, l, t, periph, hub, reboot, log)
-	if err != nil {
-		// The till sells offline; the outbox waits for a fixed config.
-		log.Error().Err(err).Msg("fleet link not started")
-	}
+	// The automation exists before the fleet link, which hands it the
+	// fleet's power thresholds; it runs once the link is up or not.
+	var fl *fleet
 	pa := &powerActions{cfg: cfg, log: log, hub: hub, lights: periph.lights, trading: t.Trading,
 		sync: func() {
 			if err := l.Flush(); err != nil {
@@ -283,12 +281,16 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		capacity = sim.CapacityAh // the emulated pack's
 	}
 	auto, err := power.NewAutomation(periph.sensors, power.AutomationOptions{
-		Thresholds: fl.powerThresholds(cfg.Power.thresholds()), CapacityAh: capacity, Actions: pa})
+		Thresholds: cfg.Power.thresholds(), CapacityAh: capacity, Actions: pa})
 	if err != nil {
 		return err // checked with the config
 	}
 	periph.auto.Store(auto)
-	fl.runPower(auto)
+	fl, err = startFleet(started, cfg, profile, l, t, periph, auto, hub, reboot, log)
+	if err != nil {
+		// The till sells offline; the outbox waits for a fixed config.
+		log.Error().Err(err).Msg("fleet link not started")
+	}
 	autoCtx, stopAuto := context.WithCancel(context.Background())
 	autoDone := make(chan struct{})
 	go func() { defer close(autoDone); auto.Run(autoCtx) }()
