@@ -238,7 +238,7 @@ func (s onMains) Handle(p *Policy, r Reading) (State, string) {
 	if r.At.Sub(s.lostAt) < p.th.Debounce {
 		return s, ""
 	}
-	return onBattery{since: s.lostAt}, fmt.Sprintf("mains lost for %s", p.th.Debounce)
+	return onBattery{away{since: s.lostAt}}, fmt.Sprintf("mains lost for %s", p.th.Debounce)
 }
 
 // restored is the state a battery mode returns to once mains has been
@@ -253,40 +253,49 @@ func restored(p *Policy, r Reading, backAt time.Time) (time.Time, bool) {
 	return backAt, r.At.Sub(backAt) >= p.th.Debounce
 }
 
+// away is what the battery modes share: since when the kiosk has been on
+// battery, and since when mains has been back (zero while it is away).
+type away struct{ since, backAt time.Time }
+
+// leave is where a battery mode goes whatever the charge: home once mains
+// has been back for the debounce, or to critical; nil to stay.
+func (a *away) leave(p *Policy, r Reading) (State, string) {
+	var ok bool
+	if a.backAt, ok = restored(p, r, a.backAt); ok {
+		return onMains{}, fmt.Sprintf("mains back for %s", p.th.Debounce)
+	}
+	if why := p.criticalReason(r, a.since); why != "" {
+		return critical{}, why
+	}
+	return nil, ""
+}
+
 // onBattery: mains away past the debounce, the charge above low.
-type onBattery struct{ since, backAt time.Time }
+type onBattery struct{ away }
 
 func (onBattery) Mode() Mode { return ModeBattery }
 
 func (s onBattery) Handle(p *Policy, r Reading) (State, string) {
-	var ok bool
-	if s.backAt, ok = restored(p, r, s.backAt); ok {
-		return onMains{}, fmt.Sprintf("mains back for %s", p.th.Debounce)
-	}
-	if why := p.criticalReason(r, s.since); why != "" {
-		return critical{}, why
+	if next, why := s.leave(p, r); next != nil {
+		return next, why
 	}
 	if c, how, ok := soc(r); ok && c <= p.th.LowSoC {
-		return low{since: s.since}, fmt.Sprintf("state of charge %.0f%% at or under %.0f%% (%s)", c, p.th.LowSoC, how)
+		return low(s), fmt.Sprintf("state of charge %.0f%% at or under %.0f%% (%s)", c, p.th.LowSoC, how)
 	}
 	return s, ""
 }
 
 // low: on battery with the charge low; load shed.
-type low struct{ since, backAt time.Time }
+type low struct{ away }
 
 func (low) Mode() Mode { return ModeLow }
 
 func (s low) Handle(p *Policy, r Reading) (State, string) {
-	var ok bool
-	if s.backAt, ok = restored(p, r, s.backAt); ok {
-		return onMains{}, fmt.Sprintf("mains back for %s", p.th.Debounce)
-	}
-	if why := p.criticalReason(r, s.since); why != "" {
-		return critical{}, why
+	if next, why := s.leave(p, r); next != nil {
+		return next, why
 	}
 	if c, how, ok := soc(r); ok && c >= p.th.LowSoC+p.th.RestoreHysteresisSoC {
-		return onBattery{since: s.since, backAt: s.backAt}, fmt.Sprintf("state of charge back to %.0f%% (%s)", c, how)
+		return onBattery(s), fmt.Sprintf("state of charge back to %.0f%% (%s)", c, how)
 	}
 	return s, ""
 }
