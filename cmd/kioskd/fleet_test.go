@@ -112,6 +112,19 @@ func (w *fleetWatch) event(t *testing.T, typ string) telemetry.Event {
 	})
 }
 
+// onlineKiosk runs a broker and kioskd on the sim board connected to it,
+// and waits, watching kiosk/proc-test/#, until its birth says online.
+func onlineKiosk(t *testing.T) (b *mosquitto.Broker, data, addr string, p *proc, w *fleetWatch) {
+	t.Helper()
+	b = mosquitto.Start(t, mosquitto.Options{})
+	data, addr = t.TempDir(), freeAddr(t)
+	p = startKioskd(t, data, addr, "--mqtt", b.URL())
+	p.waitReady(t)
+	w = watchFleet(t, b.URL(), "kiosk/proc-test/#")
+	w.status(t, p, "online", func(s telemetry.Status, _ bool) bool { return s.State == "online" })
+	return b, data, addr, p, w
+}
+
 func (w *fleetWatch) send(t *testing.T, topic string, c telemetry.Command) {
 	t.Helper()
 	b, _ := json.Marshal(c)
@@ -184,12 +197,7 @@ func TestFleetStatusWillStopAndReboot(t *testing.T) {
 // kiosk reconnects by itself and still obeys; a command id sent twice
 // prints once.
 func TestFleetCommandsAcrossABrokerRestart(t *testing.T) {
-	b := mosquitto.Start(t, mosquitto.Options{})
-	data, addr := t.TempDir(), freeAddr(t)
-	p := startKioskd(t, data, addr, "--mqtt", b.URL())
-	p.waitReady(t)
-	w := watchFleet(t, b.URL(), "kiosk/proc-test/#")
-	w.status(t, p, "online", func(s telemetry.Status, _ bool) bool { return s.State == "online" })
+	b, _, _, p, w := onlineKiosk(t)
 
 	// Mains goes while the broker is down: the event waits and arrives
 	// after the reconnect, at QoS 1.
@@ -242,12 +250,7 @@ func TestFleetCommandsAcrossABrokerRestart(t *testing.T) {
 // kept across a restart, and an older version arriving late changes
 // nothing.
 func TestFleetConfigCommand(t *testing.T) {
-	b := mosquitto.Start(t, mosquitto.Options{})
-	data, addr := t.TempDir(), freeAddr(t)
-	p := startKioskd(t, data, addr, "--mqtt", b.URL())
-	p.waitReady(t)
-	w := watchFleet(t, b.URL(), "kiosk/proc-test/#")
-	w.status(t, p, "online", func(s telemetry.Status, _ bool) bool { return s.State == "online" })
+	b, data, addr, p, w := onlineKiosk(t)
 	price := func(sku string) float64 {
 		_, st, err := p.get("/api/state")
 		if err != nil {

@@ -8,7 +8,6 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/microretail/kioskd/internal/mosquitto"
 	"github.com/microretail/kioskd/telemetry"
 )
 
@@ -59,12 +58,7 @@ func TestBatteryDrainShutsDownCleanly(t *testing.T) {
 // and the kiosk on battery at 45% goes low at once; mains back for the
 // debounce brings it home with the open scene.
 func TestFleetPowerThresholdsTakeEffect(t *testing.T) {
-	b := mosquitto.Start(t, mosquitto.Options{})
-	data, addr := t.TempDir(), freeAddr(t)
-	p := startKioskd(t, data, addr, "--mqtt", b.URL())
-	p.waitReady(t)
-	w := watchFleet(t, b.URL(), "kiosk/proc-test/#")
-	w.status(t, p, "online", func(s telemetry.Status, _ bool) bool { return s.State == "online" })
+	_, _, _, p, w := onlineKiosk(t)
 
 	p.mustPost(t, "/api/sim/battery", `{"soc":45,"drain_pct_per_min":0.5}`)
 	p.mustPost(t, "/api/sim/mains", `{"on":false}`)
