@@ -78,12 +78,12 @@ func (s *Session) publishPower() bool {
 }
 
 func (s *Session) publishHealth() bool {
-	_, err := s.publish(TopicHealth, 0, true, s.Health())
+	_, err := s.publish(TopicHealth, 0, true, s.health())
 	return err == nil
 }
 
-// Health is the kiosk's health report as tele/health carries it.
-func (s *Session) Health() Health {
+// health is the kiosk's health report as tele/health carries it.
+func (s *Session) health() Health {
 	now := s.o.Clock()
 	if s.o.CanSell != nil {
 		s.avail.Observe(s.o.CanSell(), now)

@@ -126,9 +126,6 @@ func (b *Broker) Log() string {
 // waits for it. Stopping a stopped broker does nothing.
 func (b *Broker) Stop() { b.signal(syscall.SIGTERM) }
 
-// Kill ends the broker with SIGKILL: no persistence save, no goodbyes.
-func (b *Broker) Kill() { b.signal(syscall.SIGKILL) }
-
 func (b *Broker) signal(sig syscall.Signal) {
 	b.mu.Lock()
 	cmd := b.cmd
