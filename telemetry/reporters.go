@@ -133,7 +133,7 @@ func cpuTemp() *float64 {
 var notable = map[string]bool{
 	events.MainsLost: true, events.MainsRestored: true, events.PaperOut: true, events.PrinterStatus: true,
 	events.DeviceOffline: true, events.DeviceDegraded: true, events.DeviceOK: true, events.Lights: true,
-	events.Till: true, "power": true, "shutdown": true,
+	events.Till: true, events.Power: true, events.MainsLine: true,
 }
 
 // maxPendingEvents bounds the events kept while offline; past it the

@@ -65,15 +65,23 @@ type Battery struct {
 	Amps     float64 `json:"amps"`
 	SoC      float64 `json:"soc"`
 	RuntimeS int64   `json:"runtime_s"`
+	// RuntimeSource says what the runtime estimate came from ("shunt",
+	// "gauge", either "+voltage curve"); RuntimeNote a fallback or a
+	// disagreement between the gauges.
+	RuntimeSource string `json:"runtime_source,omitempty"`
+	RuntimeNote   string `json:"runtime_note,omitempty"`
 }
 
 // Power is kiosk/<id>/tele/power.
 type Power struct {
-	TS      time.Time `json:"ts"`
-	Seq     uint64    `json:"seq"`
-	Mains   bool      `json:"mains"`
-	Mode    string    `json:"mode"`
-	Battery *Battery  `json:"battery,omitempty"`
+	TS    time.Time `json:"ts"`
+	Seq   uint64    `json:"seq"`
+	Mains bool      `json:"mains"`
+	Mode  string    `json:"mode"`
+	// MainsSource is "line" while the mains-detect line is trusted, or
+	// "battery trend" while it is stuck or unreadable.
+	MainsSource string   `json:"mains_source,omitempty"`
+	Battery     *Battery `json:"battery,omitempty"`
 }
 
 // Health is kiosk/<id>/tele/health.

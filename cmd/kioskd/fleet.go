@@ -140,7 +140,7 @@ func (f *fleet) close(reason string) {
 // powerReport is tele/power from the sensors' latest readings.
 func powerReport(ps *peripherals) telemetry.Power {
 	st := ps.powerStatus()
-	p := telemetry.Power{Mains: st.Mains == nil || *st.Mains, Mode: st.Mode}
+	p := telemetry.Power{Mains: st.Mains == nil || *st.Mains, Mode: st.Mode, MainsSource: string(st.MainsSource)}
 	b := st.Battery
 	if b.Volts != nil || b.SOC != nil {
 		p.Battery = &telemetry.Battery{}
@@ -155,6 +155,9 @@ func powerReport(ps *peripherals) telemetry.Power {
 		}
 		if b.RuntimeS != nil {
 			p.Battery.RuntimeS = *b.RuntimeS
+		}
+		if e := st.Estimate; e != nil {
+			p.Battery.RuntimeSource, p.Battery.RuntimeNote = e.Source, e.Note
 		}
 	}
 	return p

@@ -67,6 +67,12 @@ func (ps *peripherals) powerStatus() power.Status {
 	st := ps.sensors.Status()
 	if a := ps.auto.Load(); a != nil {
 		st.Mode = string(a.Mode())
+		if m, src := a.Mains(); src != power.SourceLine {
+			st.Mains = m
+			st.MainsSource = src
+		} else {
+			st.MainsSource = src
+		}
 		if e, ok := a.Estimate(); ok {
 			st.Battery.RuntimeS = &e.RuntimeS
 			st.Estimate = &e

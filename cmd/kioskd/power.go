@@ -37,13 +37,36 @@ type powerActions struct {
 	shed bool
 }
 
-// The mains edges are published by the sensors as they see them; the
-// policy's copies are only logged.
-func (a *powerActions) MainsLost(at time.Time) {
-	a.log.Debug().Time("at", at).Msg("policy: mains lost")
+// The line's edges are published by the sensors as they see them; the
+// policy's copies of those are only logged. Edges the battery's trend saw,
+// while the line is stuck or unreadable, are published here.
+func (a *powerActions) MainsLost(at time.Time, src power.Source) {
+	a.mainsEdge(at, src, false)
 }
-func (a *powerActions) MainsRestored(at time.Time) {
-	a.log.Debug().Time("at", at).Msg("policy: mains back")
+func (a *powerActions) MainsRestored(at time.Time, src power.Source) {
+	a.mainsEdge(at, src, true)
+}
+
+func (a *powerActions) mainsEdge(at time.Time, src power.Source, present bool) {
+	typ := events.MainsLost
+	if present {
+		typ = events.MainsRestored
+	}
+	if src == power.SourceLine {
+		a.log.Debug().Time("at", at).Msg("policy: " + typ)
+		return
+	}
+	a.log.Warn().Bool("mains", present).Str("source", string(src)).Msg(typ)
+	a.hub.Publish(typ, map[string]any{"mains": present, "source": src})
+}
+
+func (a *powerActions) MainsLine(stuck bool, reason string) {
+	ev := a.log.Info()
+	if stuck {
+		ev = a.log.Error()
+	}
+	ev.Bool("stuck", stuck).Msg(reason)
+	a.hub.Publish(events.MainsLine, map[string]any{"stuck": stuck, "reason": reason})
 }
 
 func (a *powerActions) Enter(mode power.Mode, reason string) {
@@ -51,7 +74,7 @@ func (a *powerActions) Enter(mode power.Mode, reason string) {
 	a.mode = mode
 	a.mu.Unlock()
 	a.log.Warn().Str("mode", string(mode)).Str("reason", reason).Msg("power mode")
-	a.hub.Publish("power", map[string]string{"mode": string(mode), "reason": reason})
+	a.hub.Publish(events.Power, map[string]string{"mode": string(mode), "reason": reason})
 	a.light()
 }
 

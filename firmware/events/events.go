@@ -26,6 +26,8 @@ const (
 	CardTap        = "card_tap"        // an NFC card entered the reader's field
 	MainsLost      = "mains_lost"      // the mains-detect line says mains is gone
 	MainsRestored  = "mains_restored"  // the mains-detect line says mains is back
+	MainsLine      = "mains_line"      // the mains-detect line was found stuck (the battery's trend stands in), or works again
+	Power          = "power"           // the power mode changed: battery, low, critical, shutdown, mains
 	Lights         = "lights"          // the lighting scene changed
 	PaperOut       = "paper_out"       // the receipt printer ran out of paper; receipts wait
 	PrinterStatus  = "printer"         // the receipt printer's state changed (cover, near end, back in service)

@@ -20,7 +20,10 @@ type Automation struct {
 
 	mu       sync.Mutex
 	mode     Mode
+	src      Source
+	mains    *bool // mains as the policy takes it
 	estimate *Estimate
+	deadline time.Time // when the policy next acts on its own; zero for none
 }
 
 // AutomationOptions configure NewAutomation.
@@ -40,13 +43,17 @@ func NewAutomation(s *Sensors, o AutomationOptions) (*Automation, error) {
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
-	return &Automation{s: s, p: p, capacityAh: o.CapacityAh, clock: o.Clock, mode: ModeMains}, nil
+	return &Automation{s: s, p: p, capacityAh: o.CapacityAh, clock: o.Clock, mode: ModeMains, src: SourceLine}, nil
 }
 
-// Run steps the policy until ctx ends.
+// Run steps the policy until ctx ends: at every edge, once a second, and
+// at the moment a debounce ends, so the kiosk reacts to a cut within
+// milliseconds of the debounce, not at the next periodic reading.
 func (a *Automation) Run(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	soon := time.NewTimer(time.Hour)
+	defer soon.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -55,6 +62,14 @@ func (a *Automation) Run(ctx context.Context) {
 			a.step(e.At, &e.Present)
 		case <-tick.C:
 			a.step(a.clock(), nil)
+		case <-soon.C:
+			a.step(a.clock(), nil)
+		}
+		a.mu.Lock()
+		d := a.deadline
+		a.mu.Unlock()
+		if wait := d.Sub(a.clock()); !d.IsZero() && wait < time.Second {
+			soon.Reset(max(wait, 0))
 		}
 	}
 }
@@ -68,16 +83,18 @@ func (a *Automation) step(now time.Time, mains *bool) {
 	if mains != nil {
 		r.Mains = mains
 	}
+	r.Amps, r.RatePctH = b.Amps, b.RatePctH
 	est, ok := EstimateRuntime(Gauges{SoC: b.SOC, RatePctH: b.RatePctH, Amps: b.Amps, CellVolts: b.CellVolts}, a.capacityAh)
 	if ok {
 		r.RuntimeS = &est.RuntimeS
 	}
 	a.pmu.Lock()
 	a.p.Step(r)
-	mode := a.p.Mode()
+	mode, src, mains := a.p.Mode(), a.p.Source(), a.p.mains
+	deadline, _ := a.p.Deadline()
 	a.pmu.Unlock()
 	a.mu.Lock()
-	a.mode = mode
+	a.mode, a.src, a.mains, a.deadline = mode, src, mains, deadline
 	a.estimate = nil
 	if ok {
 		a.estimate = &est
@@ -90,6 +107,15 @@ func (a *Automation) Mode() Mode {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.mode
+}
+
+// Mains is whether mains is present as the automation takes it (nil: not
+// known), and where that comes from: the line, or the battery's trend
+// while the line is stuck or unreadable.
+func (a *Automation) Mains() (*bool, Source) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.mains, a.src
 }
 
 // Estimate is the latest runtime estimate, if there is one.

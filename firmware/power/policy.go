@@ -69,6 +69,11 @@ type Reading struct {
 	SoC       *float64 // % from the fuel gauge
 	CellVolts *float64 // V per cell, under the present load
 	RuntimeS  *int64   // estimated seconds to empty, while discharging
+	// Amps (the shunt's pack current) and RatePctH (the fuel gauge's
+	// CRATE), negative while discharging: the battery's trend, which
+	// stands in for a stuck or unreadable mains line.
+	Amps     *float64
+	RatePctH *float64
 }
 
 // Actions is everything the policy does to the world. The policy calls
@@ -78,8 +83,12 @@ type Reading struct {
 type Actions interface {
 	// MainsLost and MainsRestored go out at the edge, before any debounce:
 	// the fleet hears of every blip, even those that change nothing else.
-	MainsLost(at time.Time)
-	MainsRestored(at time.Time)
+	// src says whether the line or the battery's trend saw it.
+	MainsLost(at time.Time, src Source)
+	MainsRestored(at time.Time, src Source)
+	// MainsLine reports the mains-detect line found stuck (the battery's
+	// trend stands in for it) or working again.
+	MainsLine(stuck bool, reason string)
 	// Enter is the kiosk entering mode for reason: the lighting scene,
 	// the telemetry cadence and the fleet's event for the mode.
 	Enter(mode Mode, reason string)
@@ -110,7 +119,9 @@ type Policy struct {
 	th    Thresholds
 	act   Actions
 	state State
-	mains *bool // the line's last known level, for the edge events
+	mains *bool // mains as last taken, for the edge events
+	line  lineCheck
+	src   Source
 }
 
 // NewPolicy starts in mains mode.
@@ -118,7 +129,7 @@ func NewPolicy(th Thresholds, act Actions) (*Policy, error) {
 	if err := th.Check(); err != nil {
 		return nil, err
 	}
-	return &Policy{th: th, act: act, state: onMains{}}, nil
+	return &Policy{th: th, act: act, state: onMains{}, src: SourceLine}, nil
 }
 
 // SetThresholds changes the thresholds from the next step on (the fleet's
@@ -137,18 +148,57 @@ func (p *Policy) State() State { return p.state }
 // Mode is the mode the policy is in.
 func (p *Policy) Mode() Mode { return p.state.Mode() }
 
+// Source is where the policy's idea of mains comes from now.
+func (p *Policy) Source() Source { return p.src }
+
+// Deadline is when the policy will act on the readings it has if nothing
+// changes (a debounce ending, the line called stuck, the longest time on
+// battery reached), so the caller can step it then rather than at its next
+// periodic reading.
+func (p *Policy) Deadline() (time.Time, bool) {
+	var at []time.Time
+	if t, ok := p.line.deadline(); ok {
+		at = append(at, t)
+	}
+	switch s := p.state.(type) {
+	case onMains:
+		if !s.lostAt.IsZero() {
+			at = append(at, s.lostAt.Add(p.th.Debounce))
+		}
+	case onBattery:
+		at = append(at, s.away.deadlines(p.th)...)
+	case low:
+		at = append(at, s.away.deadlines(p.th)...)
+	}
+	if len(at) == 0 {
+		return time.Time{}, false
+	}
+	first := at[0]
+	for _, t := range at[1:] {
+		if t.Before(first) {
+			first = t
+		}
+	}
+	return first, true
+}
+
 // Step feeds the policy a reading and carries out what follows from it.
 func (p *Policy) Step(r Reading) {
+	mains, src, rep := p.line.observe(r)
+	if rep != nil {
+		p.act.MainsLine(rep.stuck, rep.reason)
+	}
+	p.src = src
+	r.Mains = mains
 	if r.Mains != nil && (p.mains == nil || *p.mains != *r.Mains) {
 		if p.mains != nil || !*r.Mains { // the first reading of mains present is no news
 			if *r.Mains {
-				p.act.MainsRestored(r.At)
+				p.act.MainsRestored(r.At, src)
 			} else {
-				p.act.MainsLost(r.At)
+				p.act.MainsLost(r.At, src)
 			}
 		}
-		v := *r.Mains
-		p.mains = &v
+		p.mains = ptr(*r.Mains)
 	}
 	// A reading can carry the kiosk through several states at once (the
 	// debounce over and the charge already low); four is the most a
@@ -183,6 +233,11 @@ func (p *Policy) enter(from, to State, reason string) {
 	case ModeMains, ModeBattery:
 		if from.Mode() == ModeLow {
 			p.act.RestoreLoad()
+		}
+		if from.Mode() == ModeMains {
+			// Every sale made so far goes to disk and to the fleet
+			// while the link and the charge last.
+			p.act.SyncLedger()
 		}
 	}
 }
@@ -256,6 +311,19 @@ func restored(p *Policy, r Reading, backAt time.Time) (time.Time, bool) {
 // away is what the battery modes share: since when the kiosk has been on
 // battery, and since when mains has been back (zero while it is away).
 type away struct{ since, backAt time.Time }
+
+// deadlines are when a battery mode may change with no new reading: mains
+// back for the debounce, or the longest time on battery.
+func (a away) deadlines(th Thresholds) []time.Time {
+	var at []time.Time
+	if !a.backAt.IsZero() {
+		at = append(at, a.backAt.Add(th.Debounce))
+	}
+	if th.MaxOnBattery > 0 {
+		at = append(at, a.since.Add(th.MaxOnBattery))
+	}
+	return at
+}
 
 // leave is where a battery mode goes whatever the charge: home once mains
 // has been back for the debounce, or to critical; nil to stay.

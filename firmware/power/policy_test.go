@@ -10,14 +10,19 @@ import (
 // recorder is Actions writing down what it was asked, one line each.
 type recorder struct{ log []string }
 
-func (r *recorder) MainsLost(at time.Time)     { r.add("mains_lost %s", at.Format("15:04:05.0")) }
-func (r *recorder) MainsRestored(at time.Time) { r.add("mains_restored %s", at.Format("15:04:05.0")) }
-func (r *recorder) Enter(m Mode, why string)   { r.add("enter %s: %s", m, why) }
-func (r *recorder) ShedLoad()                  { r.add("shed load") }
-func (r *recorder) RestoreLoad()               { r.add("restore load") }
-func (r *recorder) SyncLedger()                { r.add("sync ledger") }
-func (r *recorder) Shutdown(why string)        { r.add("shutdown: %s", why) }
-func (r *recorder) add(f string, a ...any)     { r.log = append(r.log, fmt.Sprintf(f, a...)) }
+func (r *recorder) MainsLost(at time.Time, src Source) {
+	r.add("mains_lost %s (%s)", at.Format("15:04:05.0"), src)
+}
+func (r *recorder) MainsRestored(at time.Time, src Source) {
+	r.add("mains_restored %s (%s)", at.Format("15:04:05.0"), src)
+}
+func (r *recorder) MainsLine(stuck bool, why string) { r.add("line stuck=%t: %s", stuck, why) }
+func (r *recorder) Enter(m Mode, why string)         { r.add("enter %s: %s", m, why) }
+func (r *recorder) ShedLoad()                        { r.add("shed load") }
+func (r *recorder) RestoreLoad()                     { r.add("restore load") }
+func (r *recorder) SyncLedger()                      { r.add("sync ledger") }
+func (r *recorder) Shutdown(why string)              { r.add("shutdown: %s", why) }
+func (r *recorder) add(f string, a ...any)           { r.log = append(r.log, fmt.Sprintf(f, a...)) }
 
 var t0 = time.Date(2026, 12, 5, 20, 0, 0, 0, time.UTC)
 

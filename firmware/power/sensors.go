@@ -41,8 +41,12 @@ type Status struct {
 	// Mode is "mains" or "battery" from the mains-detect line, or
 	// "unknown". The debounced battery-mode policy with its low and
 	// critical states refines it.
-	Mode    string  `json:"mode"`
-	Battery Battery `json:"battery"`
+	Mode string `json:"mode"`
+	// MainsSource is where the automation takes mains from: the "line",
+	// or the "battery trend" while the line is stuck or unreadable; then
+	// Mains is the trend's answer.
+	MainsSource Source  `json:"mains_source,omitempty"`
+	Battery     Battery `json:"battery"`
 	// Estimate is the runtime estimate with its source and any fallback,
 	// once the battery-mode automation makes one.
 	Estimate *Estimate `json:"estimate,omitempty"`
