@@ -68,6 +68,7 @@ func (w *World) postBattery(rw http.ResponseWriter, r *http.Request) {
 		SOC     *float64 `json:"soc"`
 		Drain   *float64 `json:"drain_pct_per_min"`
 		Present *bool    `json:"present"`
+		Scale   *float64 `json:"time_scale"`
 	}
 	if err := httpjson.Decode(rw, r, &req, maxBody); err != nil {
 		fail(rw, err)
@@ -80,6 +81,12 @@ func (w *World) postBattery(rw http.ResponseWriter, r *http.Request) {
 	if req.Drain != nil && (*req.Drain < 0 || *req.Drain > 100) {
 		fail(rw, fmt.Errorf("sim: drain_pct_per_min %v is not 0-100", *req.Drain))
 		return
+	}
+	if req.Scale != nil {
+		if err := w.SetTimeScale(*req.Scale); err != nil {
+			fail(rw, err)
+			return
+		}
 	}
 	w.SetBattery(req.SOC, req.Drain, req.Present)
 	httpjson.Write(rw, http.StatusOK, w.State())

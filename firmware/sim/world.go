@@ -40,7 +40,14 @@ const (
 	DefaultDrain    = 0.5  // %/min on battery: a Pi 4, the screen and an idle printer, about 200 minutes
 	ChargePerMinute = 1.0  // %/min while mains charges the cell
 	ShuntMilliOhms  = 100  // the HAT's shunt resistor
+	MaxTimeScale    = 3600 // the fastest the battery's clock may run
 )
+
+// LightAmps is what each of the PWM board's channels draws from the cell
+// at full duty: 12 V LED strips (a counter strip, the sign, a shelf) behind
+// the board's MOSFETs, fed through the UPS HAT's boost converter. The draw
+// follows the duty cycle, so a dimmer scene is a longer runtime.
+var LightAmps = []float64{0.6, 0.4, 0.3}
 
 // ocv is the resting voltage of a Li-ion cell by state of charge.
 var ocv = []struct{ soc, volts float64 }{
@@ -79,7 +86,8 @@ type World struct {
 	mainsOn bool
 	present bool    // a battery is fitted
 	soc     float64 // percent
-	drain   float64 // %/min while on battery
+	drain   float64 // %/min the base load (board, screen, idle printer) takes on battery
+	scale   float64 // the battery's clock against the wall clock: 60 runs an hour a minute
 	amps    float64 // battery current, negative discharging
 	last    time.Time
 	tapGen  int // which tap the pending removal belongs to
@@ -108,7 +116,7 @@ func New(p boards.Profile, opts Options) (*World, error) {
 		addrs: map[string]uint16{},
 		clock: opts.Clock,
 		// A kiosk on the bench: mains on, battery fitted and 80% full.
-		mainsOn: true, present: true, soc: 80, drain: DefaultDrain,
+		mainsOn: true, present: true, soc: 80, drain: DefaultDrain, scale: 1,
 	}
 	w.last = w.clock()
 	for _, d := range p.I2C {
@@ -190,36 +198,58 @@ func (w *World) Addr(role string) (uint16, bool) {
 	return a, ok
 }
 
-// Advance runs the battery model up to now: charge drains on battery and
-// fills on mains; the chips then sense the new cell voltage and current.
+// Advance runs the battery model up to now: charge drains on battery by
+// the load (the base load plus the lights as the PWM board drives them)
+// and fills on mains; the chips then sense the new cell voltage and
+// current. The battery's clock runs at the time scale; the currents the
+// chips sense stay those of the real load.
 func (w *World) Advance() {
 	now := w.clock()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	dt := now.Sub(w.last).Minutes()
+	dt := now.Sub(w.last).Minutes() * w.scale
 	w.last = now
 	if dt > 0 && w.present {
 		if w.mainsOn {
 			w.soc = math.Min(100, w.soc+ChargePerMinute*dt)
 		} else {
-			w.soc = math.Max(0, w.soc-w.drain*dt)
+			w.soc = math.Max(0, w.soc-ampsToPctPerMin(w.loadAmpsLocked())*dt)
 		}
 	}
 	w.applyLocked()
 }
 
+// Percent per minute and amps: 1 %/min of 3 Ah is 1.8 A.
+func pctPerMinToAmps(p float64) float64 { return p * 60 / 100 * CapacityAh }
+func ampsToPctPerMin(a float64) float64 { return a / CapacityAh * 100 / 60 }
+
+// lightsAmps is what the lights draw from the cell, by the PWM board's
+// output duty on each channel.
+func (w *World) lightsAmps() float64 {
+	if w.PWM == nil {
+		return 0
+	}
+	a := 0.0
+	for ch, full := range LightAmps {
+		a += full * w.PWM.Duty(ch)
+	}
+	return a
+}
+
+// loadAmpsLocked is what the kiosk draws from the cell on battery.
+func (w *World) loadAmpsLocked() float64 { return pctPerMinToAmps(w.drain) + w.lightsAmps() }
+
 // applyLocked sets what the chips sense from the model's state.
 func (w *World) applyLocked() {
-	// Percent per minute → amps: 1%/min of 3 Ah is 1.8 A.
-	pctPerMin := 0.0
+	w.amps = 0
 	switch {
 	case !w.present:
 	case !w.mainsOn && w.soc > 0:
-		pctPerMin = -w.drain
+		w.amps = -w.loadAmpsLocked()
 	case w.mainsOn && w.soc < 100:
-		pctPerMin = ChargePerMinute
+		w.amps = pctPerMinToAmps(ChargePerMinute)
 	}
-	w.amps = pctPerMin * 60 / 100 * CapacityAh
+	pctPerMin := ampsToPctPerMin(w.amps)
 	volts := OCV(w.soc) + w.amps*InternalOhms
 	if !w.present {
 		volts = 0
@@ -262,9 +292,9 @@ func (w *World) SetMains(on bool) {
 	w.applyLocked()
 }
 
-// SetBattery sets the charge (percent, if soc is not nil), the drain on
-// battery (percent per minute, if drain is not nil) and whether a battery
-// is fitted (if present is not nil).
+// SetBattery sets the charge (percent, if soc is not nil), the base
+// load's drain on battery (percent per minute, if drain is not nil) and
+// whether a battery is fitted (if present is not nil).
 func (w *World) SetBattery(soc, drain *float64, present *bool) {
 	w.Advance()
 	w.mu.Lock()
@@ -279,6 +309,19 @@ func (w *World) SetBattery(soc, drain *float64, present *bool) {
 		w.present = *present
 	}
 	w.applyLocked()
+}
+
+// SetTimeScale runs the battery's clock scale times the wall clock, so a
+// test drains a pack in seconds at a physical current; 1 is real time.
+func (w *World) SetTimeScale(scale float64) error {
+	if scale < 1 || scale > MaxTimeScale {
+		return fmt.Errorf("sim: time_scale %v is not 1-%d", scale, MaxTimeScale)
+	}
+	w.Advance()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.scale = scale
+	return nil
 }
 
 // Tap holds a card in the NFC field for hold, then takes it away. A new
@@ -304,14 +347,17 @@ func (w *World) Tap(c pn532.Card, hold time.Duration) error {
 
 // Physics is the model's state, for GET /api/sim/world.
 type Physics struct {
-	Mains     bool              `json:"mains"`
-	Battery   bool              `json:"battery_fitted"`
-	SOC       float64           `json:"soc"`
-	Drain     float64           `json:"drain_pct_per_min"`
-	Amps      float64           `json:"amps"`
-	CellVolts float64           `json:"cell_volts"`
-	Lights    []float64         `json:"lights,omitempty"` // the PWM board's output duty per channel, 0-1
-	Faults    map[string]string `json:"faults"`
+	Mains   bool    `json:"mains"`
+	Battery bool    `json:"battery_fitted"`
+	SOC     float64 `json:"soc"`
+	Drain   float64 `json:"drain_pct_per_min"` // the base load's
+	Amps    float64 `json:"amps"`
+	// LightsAmps is the lights' share of the load on battery.
+	LightsAmps float64           `json:"lights_amps"`
+	TimeScale  float64           `json:"time_scale"`
+	CellVolts  float64           `json:"cell_volts"`
+	Lights     []float64         `json:"lights,omitempty"` // the PWM board's output duty per channel, 0-1
+	Faults     map[string]string `json:"faults"`
 }
 
 // State returns the model's state now.
@@ -319,7 +365,8 @@ func (w *World) State() Physics {
 	w.Advance()
 	w.mu.Lock()
 	ph := Physics{Mains: w.mainsOn, Battery: w.present, SOC: math.Round(w.soc*100) / 100, Drain: w.drain,
-		Amps: math.Round(w.amps*1000) / 1000, Faults: map[string]string{}}
+		Amps: math.Round(w.amps*1000) / 1000, LightsAmps: math.Round(w.lightsAmps()*1000) / 1000, TimeScale: w.scale,
+		Faults: map[string]string{}}
 	if w.present {
 		ph.CellVolts = math.Round((OCV(w.soc)+w.amps*InternalOhms)*1000) / 1000
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/microretail/kioskd/boards"
 	"github.com/microretail/kioskd/drivers/ina219"
 	"github.com/microretail/kioskd/drivers/max17048"
+	"github.com/microretail/kioskd/drivers/pca9685"
 	"github.com/microretail/kioskd/internal/testclock"
 )
 
@@ -152,6 +153,55 @@ func io_copy(sb *strings.Builder, resp *http.Response) (int64, error) {
 		n += int64(k)
 		if err != nil {
 			return n, nil
+		}
+	}
+}
+
+// TestLightsLoadAndTimeScale: the lights the PWM board drives add to the
+// load, so a dimmer scene drains the cell more slowly; the time scale
+// speeds the battery's clock without changing the current the chips see.
+func TestLightsLoadAndTimeScale(t *testing.T) {
+	w, clk := newWorld(t)
+	pwmAddr, _ := w.Addr(boards.RoleLights)
+	lights, err := pca9685.New(w.Bus, pwmAddr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	soc, drain := 80.0, DefaultDrain
+	w.SetBattery(&soc, &drain, nil)
+	w.SetMains(false)
+	base := w.State().Amps
+	if want := -pctPerMinToAmps(DefaultDrain); math.Abs(base-want) > 0.001 {
+		t.Fatalf("base load %.3f A, want %.3f", base, want)
+	}
+	if err := lights.SetDuties(0, []uint16{pca9685.MaxDuty, pca9685.MaxDuty / 2, 0}); err != nil {
+		t.Fatal(err)
+	}
+	w.Advance()
+	st := w.State()
+	wantLights := LightAmps[0] + LightAmps[1]*float64(pca9685.MaxDuty/2)/float64(pca9685.MaxDuty)
+	if math.Abs(st.LightsAmps-wantLights) > 0.01 || math.Abs(st.Amps-(base-wantLights)) > 0.01 {
+		t.Fatalf("with the lights on: lights %.3f A (want %.3f), total %.3f A", st.LightsAmps, wantLights, st.Amps)
+	}
+	// 10 minutes at this load.
+	clk.Advance(10 * time.Minute)
+	want := 80 - ampsToPctPerMin(-st.Amps)*10
+	if got := w.State().SOC; math.Abs(got-want) > 0.01 {
+		t.Fatalf("after 10 min: %.2f%%, want %.2f%%", got, want)
+	}
+	// At 60×, one wall minute is an hour of the battery's, at the same current.
+	if err := w.SetTimeScale(60); err != nil {
+		t.Fatal(err)
+	}
+	before := w.State()
+	clk.Advance(time.Second)
+	after := w.State()
+	if d := before.SOC - after.SOC; math.Abs(d-ampsToPctPerMin(-before.Amps)) > 0.01 || math.Abs(after.Amps-before.Amps) > 0.001 {
+		t.Fatalf("1 s at 60x: drained %.3f%%, current %.3f → %.3f A", d, before.Amps, after.Amps)
+	}
+	for _, bad := range []float64{0, 0.5, MaxTimeScale + 1} {
+		if w.SetTimeScale(bad) == nil {
+			t.Errorf("time scale %v accepted", bad)
 		}
 	}
 }
