@@ -36,6 +36,7 @@ const (
 	Sale           = "sale"            // an entry was recorded: a sale, refund, top-up or sign-up
 	Cart           = "cart"            // the cart on the counter changed
 	Till           = "till"            // the till opened or closed for the day
+	Closing        = "closing"         // the kiosk is about to shut down: finish the sale on the counter, start no new one
 )
 
 // Event is one thing that happened. Data is marshalled to JSON as is.

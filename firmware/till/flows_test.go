@@ -2,6 +2,7 @@ package till
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -302,5 +303,59 @@ func TestSaleAndCartEvents(t *testing.T) {
 	want := "cart cart cart sale cart"
 	if got := strings.Join(types, " "); got != want {
 		t.Fatalf("events %q, want %q", got, want)
+	}
+}
+
+// TestClosing: in its last minutes on a dying battery the till finishes
+// the sale on the counter and starts nothing new, saying why; then it
+// closes.
+func TestClosing(t *testing.T) {
+	hub := events.NewHub(64, nil)
+	f := newFixtureWith(t, vfs.NewMem(), dropMenu(), func(o *Options, _ *ServerOptions) { o.Events = hub })
+	sub := hub.Subscribe(0, false, 64)
+	defer hub.Unsubscribe(sub)
+	f.must("POST", "/api/cart/add", `{"sku":"CHAI","qty":2}`)
+	f.till.Closing("battery critical")
+	f.till.Closing("again") // the first reason stands
+	if st := f.must("GET", "/api/state", ""); st["closing"] != "battery critical" {
+		t.Fatalf("state while closing: %v", st["closing"])
+	}
+	for _, c := range []struct{ method, path, body string }{
+		{"POST", "/api/cart/add", `{"sku":"SAMOSA"}`},
+		{"POST", "/api/cart/set", `{"sku":"CHAI","qty":3}`},
+		{"POST", "/api/checkout", `{"payment":"cash","idempotency_key":"other","lines":[{"sku":"CHAI","qty":1}]}`},
+		{"POST", "/api/wallet/topup", `{"card":"04a1b2c3","amount":1000,"tendered":1000,"idempotency_key":"t"}`},
+	} {
+		code, out := f.call(c.method, c.path, c.body)
+		if code != http.StatusServiceUnavailable || !strings.Contains(fmt.Sprint(out["error"]), "closing (battery critical): only the sale on the counter") {
+			t.Errorf("%s %s while closing: %d %v", c.method, c.path, code, out)
+		}
+	}
+	// Taking an item off is fine; the sale on the counter sells.
+	f.must("POST", "/api/cart/set", `{"sku":"CHAI","qty":1}`)
+	if f.till.CounterClear() {
+		t.Fatal("the counter reads clear with a sale on it")
+	}
+	sale := f.must("POST", "/api/checkout", `{"payment":"cash"}`)
+	if sale["seq"] != 1.0 || !f.till.CounterClear() {
+		t.Fatalf("the sale on the counter: %v", sale)
+	}
+	// Nothing new after it.
+	if code, _ := f.call("POST", "/api/cart/add", `{"sku":"CHAI"}`); code != http.StatusServiceUnavailable {
+		t.Fatalf("a new sale after the last one: %d", code)
+	}
+	f.till.Close()
+	code, out := f.call("POST", "/api/checkout", `{"payment":"cash","idempotency_key":"x","lines":[{"sku":"CHAI","qty":1}]}`)
+	if code != http.StatusServiceUnavailable || !strings.Contains(fmt.Sprint(out["error"]), "shutting down (battery critical); every sale made is saved") {
+		t.Fatalf("after Close: %d %v", code, out)
+	}
+	var closing int
+	for len(sub.C()) > 0 {
+		if e := <-sub.C(); e.Type == events.Closing {
+			closing++
+		}
+	}
+	if closing != 1 {
+		t.Fatalf("%d closing events, want 1", closing)
 	}
 }

@@ -225,6 +225,7 @@ func (s *Server) state(w http.ResponseWriter, r *http.Request, t *Till) {
 		"now":      now,
 		"shop":     map[string]string{"name": s.id.Shop},
 		"trading":  t.Trading(),
+		"closing":  t.ClosingReason(),
 		"catalog":  t.catalogView(now),
 		"plans":    t.Catalog().Plans(),
 		"wallet":   map[string]int64{"offline_limit": t.limit},

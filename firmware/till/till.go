@@ -48,9 +48,10 @@ type Till struct {
 	events  *events.Hub
 	catalog atomic.Pointer[Catalog]
 	closed  atomic.Bool
-	receipt bool  // queue a receipt with every entry
-	drawer  bool  // and open the cash drawer when cash changes hands
-	limit   int64 // what a wallet card may spend unacknowledged; 0 = no limit
+	closing atomic.Pointer[string] // why the kiosk is closing; nil while it is not
+	receipt bool                   // queue a receipt with every entry
+	drawer  bool                   // and open the cash drawer when cash changes hands
+	limit   int64                  // what a wallet card may spend unacknowledged; 0 = no limit
 	trading trading
 
 	mu   sync.Mutex
@@ -132,12 +133,51 @@ func (t *Till) Ledger() *ledger.Ledger { return t.ledger }
 // completes. It is safe to call twice.
 func (t *Till) Close() { t.closed.Store(true) }
 
+// Closing puts the till into its last minutes before a shutdown the kiosk
+// cannot avoid (the battery is nearly empty): the screen shows why, the
+// sale on the counter can still be paid for, and nothing new can start:
+// no items added, no new sale, top-up, refund or sign-up. Close follows
+// once the counter is clear or the time allowed is up. It is safe to call
+// twice; the first reason stands.
+func (t *Till) Closing(reason string) {
+	if t.closing.CompareAndSwap(nil, &reason) {
+		t.log.Warn().Str("reason", reason).Msg("closing: only the sale on the counter can be finished")
+		t.publish(events.Closing, map[string]string{"reason": reason})
+	}
+}
+
+// ClosingReason is why the till is closing, or "" while it is not.
+func (t *Till) ClosingReason() string {
+	if r := t.closing.Load(); r != nil {
+		return *r
+	}
+	return ""
+}
+
+// CounterClear reports whether no sale is being built on the counter.
+func (t *Till) CounterClear() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.cart.lines) == 0
+}
+
 // Ready is nil when the till can take a sale, or why it cannot.
 func (t *Till) Ready() error {
 	if t.closed.Load() {
+		if r := t.ClosingReason(); r != "" {
+			return fmt.Errorf("%w: the kiosk is shutting down (%s); every sale made is saved", ErrClosed, r)
+		}
 		return fmt.Errorf("%w: the kiosk is shutting down", ErrClosed)
 	}
 	return t.ledger.Health()
+}
+
+// closingRefusal is why nothing new may start while closing, or nil.
+func (t *Till) closingRefusal() error {
+	if r := t.ClosingReason(); r != "" {
+		return fmt.Errorf("%w: the kiosk is closing (%s): only the sale on the counter can be finished", ErrClosed, r)
+	}
+	return nil
 }
 
 // admit is nil when the till may record the entry with this idempotency
@@ -148,10 +188,20 @@ func (t *Till) admit(key string) error {
 	if err := t.Ready(); err != nil {
 		return err
 	}
+	if err := t.closingRefusal(); err != nil && !t.onCounter(key) && !t.recorded(key) {
+		return err
+	}
 	if t.trading.open.Load() || t.recorded(key) {
 		return nil
 	}
 	return fmt.Errorf("%w: open the till to sell", ErrNotTrading)
+}
+
+// onCounter reports whether key is the sale being built on the counter.
+func (t *Till) onCounter(key string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return key != "" && key == t.cart.key && len(t.cart.lines) > 0
 }
 
 // recorded reports whether an entry carries key. It is asked only where the
@@ -322,7 +372,11 @@ func (t *Till) change(sku string, qty int64, more bool) (CartView, error) {
 	if more {
 		want += t.qtyLocked(sku)
 	}
+	grows := want > t.qtyLocked(sku)
 	t.mu.Unlock()
+	if err := t.closingRefusal(); err != nil && grows {
+		return CartView{}, err // taking items off stays possible
+	}
 	if want > 0 {
 		if !ok {
 			return CartView{}, fmt.Errorf("%w: no product has the sku %q", ErrUnknown, sku)
