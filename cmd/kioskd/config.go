@@ -55,10 +55,19 @@ type PowerConfig struct {
 	BatteryScene         string  `toml:"battery_scene"`
 	LowScene             string  `toml:"low_scene"`
 	CapacityAh           float64 `toml:"capacity_ah"`
+	// ClosingGrace: on a battery-critical shutdown, how long the sale on
+	// the counter may still be paid for before the till closes.
+	ClosingGrace string `toml:"closing_grace"`
 	// Poweroff: "auto" powers the board off after the shutdown sequence
 	// (systemctl poweroff; on the sim board kioskd exits instead), "exit"
 	// only exits, for a UPS that cuts the power itself.
 	Poweroff string `toml:"poweroff"`
+	// Logind: "auto" talks to systemd-logind on real boards (the delay
+	// lock, outside shutdowns, power-off and reboot); "off" never does;
+	// "on" does on the sim board too, for tests on a private bus, where
+	// it holds the lock and hears of shutdowns but still never powers
+	// off or reboots the host.
+	Logind string `toml:"logind"`
 }
 
 // thresholds are the policy's, checked with the config.
@@ -73,10 +82,13 @@ func (p PowerConfig) thresholds() power.Thresholds {
 func (c *Config) checkPower() []error {
 	p := c.Power
 	var errs []error
-	for key, v := range map[string]string{"debounce": p.Debounce, "critical_runtime": p.CriticalRuntime, "max_on_battery": p.MaxOnBattery} {
+	for key, v := range map[string]string{"debounce": p.Debounce, "critical_runtime": p.CriticalRuntime, "max_on_battery": p.MaxOnBattery, "closing_grace": p.ClosingGrace} {
 		if d, err := time.ParseDuration(v); err != nil || d < 0 {
 			errs = append(errs, fmt.Errorf("power.%s %q: want a duration, 0s or more", key, v))
 		}
+	}
+	if d, err := time.ParseDuration(p.ClosingGrace); err == nil && d > 2*time.Minute {
+		errs = append(errs, fmt.Errorf("power.closing_grace %q: at most 2m, the battery is nearly empty", p.ClosingGrace))
 	}
 	if len(errs) == 0 {
 		if err := p.thresholds().Check(); err != nil {
@@ -90,6 +102,9 @@ func (c *Config) checkPower() []error {
 	}
 	if p.CapacityAh < 0 || p.CapacityAh > 1000 {
 		errs = append(errs, fmt.Errorf("power.capacity_ah %v: want 0 (unknown) to 1000", p.CapacityAh))
+	}
+	if p.Logind != "auto" && p.Logind != "on" && p.Logind != "off" {
+		errs = append(errs, fmt.Errorf("power.logind %q: want auto, on or off", p.Logind))
 	}
 	if p.Poweroff != "auto" && p.Poweroff != "exit" {
 		errs = append(errs, fmt.Errorf("power.poweroff %q: want auto or exit", p.Poweroff))
@@ -235,7 +250,7 @@ func defaultConfig() Config {
 		Scanner: ScannerConfig{Enabled: true, Kind: "hid", Layout: "us", Repeat: "1s"},
 		Power: PowerConfig{Debounce: "5s", LowSoC: 30, CriticalSoC: 15, CriticalCellVolts: 3.5, CriticalRuntime: "5m",
 			RestoreHysteresisSoC: 5, MaxOnBattery: "0s", BatteryScene: lighting.Battery, LowScene: lighting.Night,
-			Poweroff: "auto"},
+			ClosingGrace: "20s", Poweroff: "auto", Logind: "auto"},
 		Fleet: FleetConfig{PowerEvery: "60s", BatteryPowerEvery: "10s", HealthEvery: "5m",
 			BatchMax: 500, BatchBytes: 128 << 10, AckTimeout: "30s"},
 	}

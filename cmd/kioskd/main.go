@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"sync/atomic"
@@ -84,7 +83,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // rebootRequest is serve's answer when the fleet asked for a reboot: it
 // has shut down cleanly, and run reboots once everything is closed.
-type rebootRequest struct{ sim bool }
+type rebootRequest struct {
+	sim bool
+	sp  *systemPower
+}
 
 func (r rebootRequest) Error() string { return errReboot.Error() }
 
@@ -100,11 +102,7 @@ func (r rebootRequest) reboot(log zerolog.Logger) error {
 		return syscall.Exec(exe, os.Args, os.Environ())
 	}
 	log.Info().Msg("rebooting the board")
-	out, err := exec.Command("systemctl", "reboot").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("systemctl reboot: %v: %s", err, out)
-	}
-	return nil
+	return r.sp.act("reboot")
 }
 
 func newLogger(cfg Config, stdout io.Writer) zerolog.Logger {
@@ -141,6 +139,17 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	if cfg.Board == "" && profile.IsSim() {
 		log.Warn().Str("reason", why).Msg("no supported board detected: running the sim board, every peripheral emulated")
 	}
+	// logind's delay lock holds an outside shutdown back until the ledger
+	// is closed; run takes sp over when it powers off or reboots.
+	useLogind := cfg.Power.Logind == "on" || cfg.Power.Logind == "auto" && !profile.IsSim()
+	sp := openSystemPower(!useLogind, log)
+	handed := false
+	defer func() {
+		if !handed {
+			sp.close()
+		}
+	}()
+	sp.watch(ctx, reboot)
 	log.Info().Str("board", profile.Name).Str("model", profile.Model).Str("why", why).Str("version", Version).Msg("kioskd starting")
 
 	menu := till.Menu{Products: cfg.Catalog, Drops: cfg.Drops, Plans: cfg.Plans}
@@ -305,6 +314,14 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	case err := <-httpDone:
 		log.Error().Err(err).Msg("till listener failed")
 	}
+	var ps powerShutdown
+	if errors.As(context.Cause(ctx), &ps) {
+		// The battery is nearly empty: the screen says so, the sale on
+		// the counter may still be paid for, nothing new starts.
+		_, _ = daemon.SdNotify(false, "STATUS=closing: "+ps.Error())
+		t.Closing(ps.Error())
+		finishCounter(t, every(cfg.Power.ClosingGrace), log)
+	}
 	log.Info().Msg("shutting down: no new sales")
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping+"\nSTATUS=shutting down")
 	t.Close()
@@ -312,12 +329,13 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	stopAuto()
 	<-autoDone
 	reason := "stop"
-	var ps powerShutdown
 	switch cause := context.Cause(ctx); {
 	case errors.Is(cause, errReboot):
 		reason = "reboot"
 	case errors.As(cause, &ps):
 		reason = "shutdown: " + ps.Error()
+	case errors.Is(cause, errSystemShutdown):
+		reason = "system shutdown"
 	}
 	fl.close(reason)
 	// The devices stop beside the HTTP drain, each within its own budget.
@@ -332,14 +350,30 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		return err
 	}
 	log.Info().Uint64("head", l.Head()).Msg("ledger closed; bye")
+	sp.release() // a shutdown waiting on kioskd may go on
 	if herr == nil && reason == "reboot" {
-		return rebootRequest{sim: profile.IsSim()}
+		handed = true
+		return rebootRequest{sim: profile.IsSim(), sp: sp}
 	}
 	if herr == nil && ps.reason != "" {
 		auto.ShutdownDone()
-		return powerOff{reason: ps.Error(), exit: profile.IsSim() || cfg.Power.Poweroff == "exit"}
+		handed = true
+		return powerOff{reason: ps.Error(), exit: profile.IsSim() || cfg.Power.Poweroff == "exit", sp: sp}
 	}
 	return herr
+}
+
+// finishCounter waits, at most grace, for the sale on the counter to be
+// paid for or cleared.
+func finishCounter(t *till.Till, grace time.Duration, log zerolog.Logger) {
+	deadline := time.Now().Add(grace)
+	for !t.CounterClear() {
+		if time.Now().After(deadline) {
+			log.Warn().Dur("grace", grace).Msg("closing: the sale on the counter was not finished in time; it is not recorded")
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // openLedger opens the ledger, retrying with backoff while /healthz says why

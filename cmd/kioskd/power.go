@@ -1,9 +1,6 @@
 package main
 
 import (
-	"context"
-	"fmt"
-	"os/exec"
 	"sync"
 	"time"
 
@@ -133,19 +130,17 @@ func (a *powerActions) onMains() bool {
 type powerOff struct {
 	reason string
 	exit   bool
+	sp     *systemPower
 }
 
 func (p powerOff) Error() string { return "power off: " + p.reason }
 
 func (p powerOff) do(log zerolog.Logger) error {
 	if p.exit {
+		p.sp.close()
 		log.Warn().Str("reason", p.reason).Msg("battery shutdown complete; exiting")
 		return nil
 	}
 	log.Warn().Str("reason", p.reason).Msg("battery shutdown complete; powering off")
-	out, err := exec.CommandContext(context.Background(), "systemctl", "poweroff").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("systemctl poweroff: %v: %s", err, out)
-	}
-	return nil
+	return p.sp.act("poweroff")
 }

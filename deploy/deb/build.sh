@@ -148,6 +148,7 @@ build_one() {
 	install -D -m 0644 deploy/kioskd.service "$root/usr/lib/systemd/system/kioskd.service"
 	install -D -m 0644 deploy/kiosk-ui.service "$root/usr/lib/systemd/system/kiosk-ui.service"
 	install -D -m 0644 deploy/udev/60-kioskd.rules "$root/usr/lib/udev/rules.d/60-kioskd.rules"
+	install -D -m 0644 deploy/polkit/50-kioskd.rules "$root/usr/share/polkit-1/rules.d/50-kioskd.rules"
 	install -D -m 0755 deploy/kiosk-ui "$root/usr/libexec/kioskd/kiosk-ui"
 	install -D -m 0644 deploy/deb/kiosk-ui.default "$root/etc/default/kiosk-ui"
 

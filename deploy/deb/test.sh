@@ -68,7 +68,7 @@ check_deb() {
 	# Files and modes.
 	for f in usr/bin/kioskd:755 usr/bin/kioskctl:755 usr/libexec/kioskd/kiosk-ui:755 \
 		usr/lib/systemd/system/kioskd.service:644 usr/lib/systemd/system/kiosk-ui.service:644 \
-		usr/lib/udev/rules.d/60-kioskd.rules:644 etc/kioskd/kioskd.toml:644 \
+		usr/lib/udev/rules.d/60-kioskd.rules:644 usr/share/polkit-1/rules.d/50-kioskd.rules:644 etc/kioskd/kioskd.toml:644 \
 		etc/default/kiosk-ui:644 usr/share/doc/kioskd/copyright:644 \
 		usr/share/doc/kioskd/changelog.Debian.gz:644; do
 		path=${f%:*}
