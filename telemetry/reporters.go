@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -29,8 +30,12 @@ func (s *Session) reportLoop(ctx context.Context) {
 		case <-tick.C:
 		}
 		now := s.o.Clock()
-		if s.o.Power != nil && s.o.Power().Mains != s.powerMains.Load() {
-			nextPower = time.Time{} // mains came or went: report, and switch cadence
+		if s.o.Power != nil {
+			if p := s.o.Power(); p.Mains != s.powerMains.Load() || p.Mode != s.powerMode.Load() {
+				// Mains came or went, or the power mode changed: the
+				// fleet hears at once (and the cadence switches).
+				nextPower = time.Time{}
+			}
 		}
 		// Due times advance by the cadence from when they were due, not
 		// from when the tick ran, so the reports do not drift a tick late.
@@ -72,6 +77,7 @@ func (s *Session) publishPower() bool {
 	}
 	p := s.o.Power()
 	s.powerMains.Store(p.Mains)
+	s.powerMode.Store(p.Mode)
 	p.TS, p.Seq = s.o.Clock().UTC(), s.powerSeq.Add(1)
 	_, err := s.publish(TopicPower, 0, true, p)
 	return err == nil
@@ -253,3 +259,15 @@ func (a *Availability) Fraction(time.Time) float64 {
 	}
 	return float64(a.up) / float64(total)
 }
+
+// atomicString is a string read and written from several goroutines.
+type atomicString struct{ p atomic.Pointer[string] }
+
+func (a *atomicString) Load() string {
+	if p := a.p.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+func (a *atomicString) Store(s string) { a.p.Store(&s) }

@@ -138,8 +138,9 @@ type Session struct {
 	avail      *Availability
 	memory     *memory
 	stopped    atomic.Bool
-	refusing   atomic.Bool // a refusal is being published
-	powerMains atomic.Bool // the last power report said mains
+	refusing   atomic.Bool  // a refusal is being published
+	powerMains atomic.Bool  // the last power report said mains
+	powerMode  atomicString // and this mode
 	powerSeq   atomic.Uint64
 	healthSeq  atomic.Uint64
 }
