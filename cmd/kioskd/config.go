@@ -55,6 +55,9 @@ type PowerConfig struct {
 	BatteryScene         string  `toml:"battery_scene"`
 	LowScene             string  `toml:"low_scene"`
 	CapacityAh           float64 `toml:"capacity_ah"`
+	// Cells: Li-ion cells in series, for the charge from the shunt's
+	// voltage when there is no fuel gauge.
+	Cells int `toml:"cells"`
 	// ClosingGrace: on a battery-critical shutdown, how long the sale on
 	// the counter may still be paid for before the till closes.
 	ClosingGrace string `toml:"closing_grace"`
@@ -102,6 +105,9 @@ func (c *Config) checkPower() []error {
 	}
 	if p.CapacityAh < 0 || p.CapacityAh > 1000 {
 		errs = append(errs, fmt.Errorf("power.capacity_ah %v: want 0 (unknown) to 1000", p.CapacityAh))
+	}
+	if p.Cells < 1 || p.Cells > 16 {
+		errs = append(errs, fmt.Errorf("power.cells %d: want 1 to 16 cells in series", p.Cells))
 	}
 	if p.Logind != "auto" && p.Logind != "on" && p.Logind != "off" {
 		errs = append(errs, fmt.Errorf("power.logind %q: want auto, on or off", p.Logind))
@@ -250,7 +256,7 @@ func defaultConfig() Config {
 		Scanner: ScannerConfig{Enabled: true, Kind: "hid", Layout: "us", Repeat: "1s"},
 		Power: PowerConfig{Debounce: "5s", LowSoC: 30, CriticalSoC: 15, CriticalCellVolts: 3.5, CriticalRuntime: "5m",
 			RestoreHysteresisSoC: 5, MaxOnBattery: "0s", BatteryScene: lighting.Battery, LowScene: lighting.Night,
-			ClosingGrace: "20s", Poweroff: "auto", Logind: "auto"},
+			ClosingGrace: "20s", Poweroff: "auto", Logind: "auto", Cells: 1},
 		Fleet: FleetConfig{PowerEvery: "60s", BatteryPowerEvery: "10s", HealthEvery: "5m",
 			BatchMax: 500, BatchBytes: 128 << 10, AckTimeout: "30s"},
 	}

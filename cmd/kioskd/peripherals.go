@@ -93,7 +93,7 @@ func startPeripherals(p boards.Profile, hw hardware, world *sim.World, cfg Confi
 	}
 	ps := &peripherals{
 		sup:     devices.New(devices.Options{Logger: log, Events: hub}),
-		sensors: power.NewSensors(power.Options{Logger: log, Events: hub}),
+		sensors: power.NewSensors(power.Options{Logger: log, Events: hub, Cells: cfg.Power.Cells}),
 		lights:  lights,
 		cards:   cards.NewReader(cards.Options{Logger: log, Events: hub}),
 		hub:     hub,

@@ -131,3 +131,25 @@ func TestPinEdgesAndPolling(t *testing.T) {
 		t.Fatal("Halt woke WaitForEdge with an edge")
 	}
 }
+
+// TestPinStuck: a stuck line ignores what drives it, raising no edges,
+// and follows again once freed.
+func TestPinStuck(t *testing.T) {
+	p := NewPin("GPIO6", 6, gpio.High)
+	if err := p.In(gpio.Float, gpio.BothEdges); err != nil {
+		t.Fatal(err)
+	}
+	p.Stick(gpio.High)
+	p.Drive(gpio.Low)
+	if p.Read() != gpio.High || p.WaitForEdge(10*time.Millisecond) {
+		t.Fatal("a line stuck high moved, or raised an edge")
+	}
+	p.Unstick() // the world holds it low: it falls
+	if p.Read() != gpio.Low || !p.WaitForEdge(10*time.Millisecond) {
+		t.Fatal("a freed line did not follow the world")
+	}
+	p.Stick(gpio.High) // stuck at the other level: an edge
+	if p.Read() != gpio.High || !p.WaitForEdge(10*time.Millisecond) {
+		t.Fatal("sticking at a new level raised no edge")
+	}
+}

@@ -26,7 +26,9 @@ type Pin struct {
 
 	mu     sync.Mutex
 	world  gpio.Level // what the outside drives the line to
-	out    bool       // the driver drives the line
+	stuck  bool       // the line is stuck at stuckL, whatever drives it
+	stuckL gpio.Level
+	out    bool // the driver drives the line
 	outL   gpio.Level
 	pull   gpio.Pull
 	edge   gpio.Edge
@@ -68,10 +70,37 @@ func (p *Pin) Drive(l gpio.Level) {
 		return
 	}
 	p.world = l
-	if p.out {
-		return // a driven output ignores what is wired to it
+	if p.out || p.stuck {
+		return // a driven output ignores what is wired to it; a stuck line moves for nothing
 	}
 	p.queueLocked(l)
+}
+
+// Stick holds the line at l whatever the outside world drives it to: a
+// failed optocoupler, a wire shorted to a rail, a pull-up with nothing
+// driving it any more. Unstick frees it.
+func (p *Pin) Stick(l gpio.Level) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	was := p.levelLocked()
+	p.stuck, p.stuckL = true, l
+	if !p.out && was != l {
+		p.queueLocked(l)
+	}
+}
+
+// Unstick frees a stuck line: it follows the outside world again.
+func (p *Pin) Unstick() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.stuck {
+		return
+	}
+	was := p.levelLocked()
+	p.stuck = false
+	if now := p.levelLocked(); !p.out && now != was {
+		p.queueLocked(now)
+	}
 }
 
 // Bounce toggles the line n times from where the outside world holds it,
@@ -108,6 +137,9 @@ func (p *Pin) Level() gpio.Level {
 func (p *Pin) levelLocked() gpio.Level {
 	if p.out {
 		return p.outL
+	}
+	if p.stuck {
+		return p.stuckL
 	}
 	return p.world
 }

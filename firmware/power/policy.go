@@ -381,13 +381,15 @@ type shutdown struct{}
 func (shutdown) Mode() Mode                                { return ModeShutdown }
 func (s shutdown) Handle(*Policy, Reading) (State, string) { return s, "" }
 
-// cellCurve is a Li-ion cell's charge against its voltage under a light
-// load, from 3.0 V (empty) to 4.2 V (full): the fallback when no fuel
-// gauge answers. Voltage sags under load, so it reads low while selling;
-// that errs towards shutting down early, never late.
+// cellCurve is a Li-ion (NMC, 18650-class) cell's charge against its
+// resting voltage, from 3.0 V (empty) to 4.2 V (full): the fallback when
+// no fuel gauge answers. The voltage read is under load, lower than the
+// resting one, so the charge read is lower than the cell's: the fallback
+// errs towards shutting down early, never late. (A curve that put more
+// charge on a voltage than the cell has would shut down late.)
 var cellCurve = []struct{ v, soc float64 }{
-	{3.00, 0}, {3.30, 5}, {3.50, 10}, {3.60, 20}, {3.70, 35}, {3.75, 50},
-	{3.80, 60}, {3.90, 72}, {4.00, 83}, {4.10, 93}, {4.20, 100},
+	{3.00, 0}, {3.45, 5}, {3.60, 10}, {3.70, 20}, {3.75, 30}, {3.80, 40},
+	{3.87, 55}, {3.92, 65}, {4.00, 80}, {4.10, 90}, {4.20, 100},
 }
 
 // SoCFromCellVolts estimates the state of charge (%) from a cell's voltage.

@@ -106,7 +106,7 @@ func TestPolicyTransitions(t *testing.T) {
 		},
 		{
 			name:  "no fuel gauge: the cell voltage curve stands in",
-			steps: []step{{0, "off", 0, 3.9, 0}, {5, "off", 0, 3.9, 0}, {100, "off", 0, 3.66, 0}, {200, "off", 0, 3.58, 0}},
+			steps: []step{{0, "off", 0, 3.9, 0}, {5, "off", 0, 3.9, 0}, {100, "off", 0, 3.76, 0}, {200, "off", 0, 3.745, 0}},
 			mode:  ModeLow,
 			want:  []string{"enter battery", "enter low: state of charge 29% at or under 30% (estimated from cell voltage)"},
 		},
@@ -215,7 +215,7 @@ func TestShutdownDoneAndLatch(t *testing.T) {
 }
 
 func TestSoCFromCellVolts(t *testing.T) {
-	for _, c := range []struct{ v, want float64 }{{2.8, 0}, {3.0, 0}, {3.55, 15}, {3.75, 50}, {4.2, 100}, {4.3, 100}} {
+	for _, c := range []struct{ v, want float64 }{{2.8, 0}, {3.0, 0}, {3.55, 8.33}, {3.75, 30}, {4.2, 100}, {4.3, 100}} {
 		if got := SoCFromCellVolts(c.v); got < c.want-0.01 || got > c.want+0.01 {
 			t.Errorf("%.2f V: %.2f%%, want %.2f%%", c.v, got, c.want)
 		}

@@ -57,6 +57,10 @@ type Options struct {
 	Logger zerolog.Logger
 	Events *events.Hub // may be nil
 	Clock  func() time.Time
+	// Cells is how many Li-ion cells the pack has in series (default 1):
+	// without a fuel gauge, the shunt's bus voltage over it is the cell
+	// voltage the charge is estimated from.
+	Cells int
 }
 
 // Sensors holds the latest power readings. It is safe for concurrent use.
@@ -64,6 +68,7 @@ type Sensors struct {
 	log   zerolog.Logger
 	ev    *events.Hub
 	clock func() time.Time
+	cells int
 
 	mu    sync.Mutex
 	mains *bool
@@ -89,8 +94,11 @@ func NewSensors(opts Options) *Sensors {
 	if opts.Clock == nil {
 		opts.Clock = time.Now
 	}
+	if opts.Cells < 1 {
+		opts.Cells = 1
+	}
 	return &Sensors{log: opts.Logger.With().Str("component", "power").Logger(), ev: opts.Events, clock: opts.Clock,
-		edges: make(chan Edge, 64)}
+		cells: opts.Cells, edges: make(chan Edge, 64)}
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -128,6 +136,11 @@ func (s *Sensors) Status() Status {
 		b.Sources = append(b.Sources, "ina219")
 		b.Volts = ptr(round3(float64(r.Bus) / 1e9))
 		b.Amps = ptr(round3(float64(r.Current) / 1e9))
+		if b.CellVolts == nil {
+			// No gauge: the pack voltage per cell, under load, is what
+			// the charge is estimated from.
+			b.CellVolts = ptr(round3(*b.Volts / float64(s.cells)))
+		}
 	}
 	return st
 }

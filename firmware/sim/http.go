@@ -141,6 +141,10 @@ func (w *World) postFault(rw http.ResponseWriter, r *http.Request) {
 		fail(rw, err)
 		return
 	}
+	if req.Device == boards.RoleMainsDetect {
+		w.postLineFault(rw, req.Device, req.Fault)
+		return
+	}
 	addr, ok := w.Addr(req.Device)
 	if !ok {
 		fail(rw, fmt.Errorf("sim: no I2C device %q (have %s, %s, %s, %s)", req.Device,
@@ -167,4 +171,19 @@ func (w *World) postFault(rw http.ResponseWriter, r *http.Request) {
 	}
 	w.Bus.Inject(addr, f, n)
 	httpjson.Write(rw, http.StatusOK, map[string]any{"device": req.Device, "fault": f.String(), "count": n})
+}
+
+// postLineFault sticks the mains-detect line where it is ("stuck") or
+// frees it ("none").
+func (w *World) postLineFault(rw http.ResponseWriter, device, fault string) {
+	switch fault {
+	case "stuck":
+		w.StickMains(true)
+	case "none":
+		w.StickMains(false)
+	default:
+		fail(rw, fmt.Errorf("sim: fault %q on the %s line: want stuck or none", fault, device))
+		return
+	}
+	httpjson.Write(rw, http.StatusOK, map[string]any{"device": device, "fault": fault})
 }

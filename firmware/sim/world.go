@@ -90,7 +90,8 @@ type World struct {
 	scale   float64 // the battery's clock against the wall clock: 60 runs an hour a minute
 	amps    float64 // battery current, negative discharging
 	last    time.Time
-	tapGen  int // which tap the pending removal belongs to
+	tapGen  int               // which tap the pending removal belongs to
+	faults  map[string]string // the GPIO lines' faults, by role
 
 	scanIn, scanOut *os.File // the emulated scanner's pipe: driver end, emulator end
 	keyboard        *scanner.KeyboardEmulator
@@ -127,6 +128,7 @@ func New(p boards.Profile, opts Options) (*World, error) {
 			c = w.Gauge
 		case boards.ChipINA219:
 			w.Shunt = ina219.NewEmulator(ina219.INA219, ShuntMilliOhms*physic.MilliOhm)
+			w.Shunt.SetClock(opts.Clock) // its conversions take the world's time
 			c = w.Shunt
 		case boards.ChipPN532:
 			w.NFC = pn532.NewEmulator()
@@ -292,6 +294,25 @@ func (w *World) SetMains(on bool) {
 	w.applyLocked()
 }
 
+// StickMains sticks the mains-detect line at the level it is at now (a
+// failed optocoupler): pulling or plugging mains no longer moves it. false
+// frees it.
+func (w *World) StickMains(stuck bool) {
+	p := w.lines[w.mains.Name]
+	if p == nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !stuck {
+		p.Unstick()
+		w.faults = nil
+		return
+	}
+	p.Stick(p.Level())
+	w.faults = map[string]string{boards.RoleMainsDetect: "stuck"}
+}
+
 // SetBattery sets the charge (percent, if soc is not nil), the base
 // load's drain on battery (percent per minute, if drain is not nil) and
 // whether a battery is fitted (if present is not nil).
@@ -378,6 +399,14 @@ func (w *World) State() Physics {
 	}
 	for role, a := range w.addrs {
 		ph.Faults[role] = w.Bus.Fault(a).String()
+	}
+	if w.lines[w.mains.Name] != nil {
+		w.mu.Lock()
+		ph.Faults[boards.RoleMainsDetect] = "none"
+		if f := w.faults[boards.RoleMainsDetect]; f != "" {
+			ph.Faults[boards.RoleMainsDetect] = f
+		}
+		w.mu.Unlock()
 	}
 	return ph
 }

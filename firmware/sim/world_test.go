@@ -54,6 +54,7 @@ func TestBatteryModelThroughDrivers(t *testing.T) {
 	}
 	clk.Advance(20 * time.Minute) // 1.5 %/min for 20 minutes: 2.7 A, inside the shunt's 3.2 A
 	w.Advance()
+	clk.Advance(30 * time.Millisecond) // the shunt converts on the world's clock
 
 	g, err := gauge.Sense()
 	if err != nil {
