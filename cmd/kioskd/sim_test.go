@@ -243,7 +243,13 @@ func (p *proc) events(t *testing.T) *eventStream {
 // any) arrives.
 func (es *eventStream) wait(t *testing.T, typ string, cond func(map[string]any) bool) {
 	t.Helper()
-	timeout := time.After(20 * time.Second)
+	es.waitFor(t, typ, 20*time.Second, cond)
+}
+
+// waitFor is wait with its own time limit.
+func (es *eventStream) waitFor(t *testing.T, typ string, d time.Duration, cond func(map[string]any) bool) {
+	t.Helper()
+	timeout := time.After(d)
 	var seen []string
 	for {
 		select {

@@ -1,272 +1,43 @@
 package logind_test
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/godbus/dbus/v5"
 
 	"github.com/microretail/kioskd/internal/logind"
-	"github.com/microretail/kioskd/internal/realtest"
+	"github.com/microretail/kioskd/internal/logind/logindtest"
 )
 
 // patience bounds every wait for something that must happen.
 const patience = 10 * time.Second
 
-const (
-	busName   = "org.freedesktop.login1"
-	objPath   = dbus.ObjectPath("/org/freedesktop/login1")
-	ifaceName = "org.freedesktop.login1.Manager"
-)
-
-// busConfig is a private bus that lets every connection do anything.
-const busConfig = `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path=%s</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-`
-
-// startBus runs a private dbus-daemon for the test and returns its address.
-func startBus(t *testing.T) string {
-	t.Helper()
-	daemon := realtest.Command(t, "dbus-daemon", "apt-get install dbus-daemon", "dbus-daemon")
-	// A short directory: a unix socket path must fit in 108 bytes.
-	dir, err := os.MkdirTemp("", "logind")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	conf := filepath.Join(dir, "bus.conf")
-	cfg := fmt.Sprintf(busConfig, filepath.Join(dir, "bus"))
-	if err := os.WriteFile(conf, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	cmd := exec.Command(daemon, "--config-file="+conf, "--nofork", "--print-address=1")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start dbus-daemon: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-
-	line := make(chan string, 1)
-	go func() {
-		s, _ := bufio.NewReader(stdout).ReadString('\n')
-		line <- strings.TrimSpace(s)
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	select {
-	case addr := <-line:
-		if addr == "" {
-			t.Fatalf("dbus-daemon printed no address: %s", stderr.String())
-		}
-		return addr
-	case <-time.After(patience):
-		t.Fatalf("dbus-daemon printed no address in %v", patience)
-		return ""
-	}
-}
-
-// inhibitCall is one Inhibit call the fake received.
-type inhibitCall struct{ what, who, why, mode string }
-
-// fakeLogind plays org.freedesktop.login1.Manager on the private bus.
-type fakeLogind struct {
-	conn *dbus.Conn
-
-	mu       sync.Mutex
-	fail     *dbus.Error // returned by every method while set
-	inhibits []inhibitCall
-	readers  []*os.File // our end of each lock handed out
-	writers  []*os.File // our copy of each lock's end, until dropWriters
-	calls    []string
-}
-
-// Inhibit hands out the write end of a pipe, as logind does with a FIFO:
-// the lock holds until every copy of that end is closed.
-func (f *fakeLogind) Inhibit(what, who, why, mode string) (dbus.UnixFD, *dbus.Error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.inhibits = append(f.inhibits, inhibitCall{what, who, why, mode})
-	if f.fail != nil {
-		return -1, f.fail
-	}
-	r, w, err := os.Pipe()
-	if err != nil {
-		return -1, dbus.MakeFailedError(err)
-	}
-	f.readers = append(f.readers, r)
-	f.writers = append(f.writers, w)
-	return dbus.UnixFD(w.Fd()), nil
-}
-
-func (f *fakeLogind) PowerOff(interactive bool) *dbus.Error {
-	return f.record("PowerOff", interactive)
-}
-
-func (f *fakeLogind) Reboot(interactive bool) *dbus.Error {
-	return f.record("Reboot", interactive)
-}
-
-func (f *fakeLogind) record(method string, interactive bool) *dbus.Error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if interactive {
-		method += "(interactive)"
-	}
-	f.calls = append(f.calls, method)
-	return f.fail
-}
-
-func (f *fakeLogind) setFail(e *dbus.Error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.fail = e
-}
-
-func (f *fakeLogind) recorded() ([]string, []inhibitCall) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]string(nil), f.calls...), append([]inhibitCall(nil), f.inhibits...)
-}
-
-// dropWriters closes the fake's copies of the handed-out write ends, once
-// the client has them, so only the client's copy holds each lock.
-func (f *fakeLogind) dropWriters() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, w := range f.writers {
-		w.Close()
-	}
-	f.writers = nil
-}
-
-func (f *fakeLogind) reader(t *testing.T, i int) *os.File {
-	t.Helper()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if i >= len(f.readers) {
-		t.Fatalf("lock %d was never handed out (%d were)", i, len(f.readers))
-	}
-	return f.readers[i]
-}
-
-func (f *fakeLogind) emit(t *testing.T, start bool) {
-	t.Helper()
-	if err := f.conn.Emit(objPath, ifaceName+".PrepareForShutdown", start); err != nil {
-		t.Fatalf("emit PrepareForShutdown(%v): %v", start, err)
-	}
-}
-
-// startFake exports a fake logind on the bus at addr.
-func startFake(t *testing.T, addr string) *fakeLogind {
-	t.Helper()
-	conn, err := dbus.Connect(addr)
-	if err != nil {
-		t.Fatalf("fake logind: connect: %v", err)
-	}
-	f := &fakeLogind{conn: conn}
-	t.Cleanup(func() {
-		conn.Close()
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		for _, r := range f.readers {
-			r.Close()
-		}
-		for _, w := range f.writers {
-			w.Close()
-		}
-	})
-	if err := conn.Export(f, objPath, ifaceName); err != nil {
-		t.Fatalf("fake logind: export: %v", err)
-	}
-	reply, err := conn.RequestName(busName, dbus.NameFlagDoNotQueue)
-	if err != nil || reply != dbus.RequestNameReplyPrimaryOwner {
-		t.Fatalf("fake logind: request name: %v (reply %v)", err, reply)
-	}
-	return f
-}
-
 // setup starts a bus with a fake logind and connects kioskd's side to it.
-func setup(t *testing.T) (*fakeLogind, *logind.Conn, string) {
+func setup(t *testing.T) (*logindtest.Manager, *logind.Conn) {
 	t.Helper()
-	addr := startBus(t)
-	f := startFake(t, addr)
+	bus := logindtest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
-	c, err := logind.ConnectAddress(ctx, addr)
+	c, err := logind.ConnectAddress(ctx, bus.Addr)
 	if err != nil {
 		t.Fatalf("ConnectAddress: %v", err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return f, c, addr
+	return bus.Manager, c
 }
 
-// pipeState reads the pipe without blocking: "held" while a write end is
-// open somewhere, "released" (EOF) once every copy is closed.
-func pipeState(t *testing.T, r *os.File) string {
+func emit(t *testing.T, f *logindtest.Manager, start bool) {
 	t.Helper()
-	rc, err := r.SyscallConn()
-	if err != nil {
+	if err := f.EmitPrepareForShutdown(start); err != nil {
 		t.Fatal(err)
-	}
-	var n int
-	var rerr error
-	if err := rc.Read(func(fd uintptr) bool {
-		n, rerr = syscall.Read(int(fd), make([]byte, 1))
-		return true // one attempt, never wait
-	}); err != nil {
-		t.Fatal(err)
-	}
-	switch {
-	case errors.Is(rerr, syscall.EAGAIN):
-		return "held"
-	case rerr == nil && n == 0:
-		return "released"
-	default:
-		return fmt.Sprintf("unexpected (read %d bytes, %v)", n, rerr)
-	}
-}
-
-// waitReleased waits until the pipe reports EOF: every copy of the lock's
-// file descriptor is closed, the client's and the bus daemon's.
-func waitReleased(t *testing.T, r *os.File) {
-	t.Helper()
-	if err := r.SetReadDeadline(time.Now().Add(patience)); err != nil {
-		t.Fatal(err)
-	}
-	n, err := r.Read(make([]byte, 1))
-	if n != 0 || !errors.Is(err, io.EOF) {
-		t.Fatalf("lock not released: read %d bytes, %v", n, err)
 	}
 }
 
@@ -285,42 +56,44 @@ func receive(t *testing.T, ch <-chan bool) bool {
 }
 
 func TestInhibitDelayAndPrepareForShutdown(t *testing.T) {
-	f, c, _ := setup(t)
+	f, c := setup(t)
 
 	lock, err := c.InhibitDelay("shutdown", "kioskd", "flush the sales ledger")
 	if err != nil {
 		t.Fatalf("InhibitDelay: %v", err)
 	}
-	_, inhibits := f.recorded()
-	want := inhibitCall{"shutdown", "kioskd", "flush the sales ledger", "delay"}
-	if len(inhibits) != 1 || inhibits[0] != want {
+	want := logindtest.Inhibit{What: "shutdown", Who: "kioskd", Why: "flush the sales ledger", Mode: "delay"}
+	if inhibits := f.Inhibits(); len(inhibits) != 1 || inhibits[0] != want {
 		t.Fatalf("Inhibit calls = %+v, want [%+v]", inhibits, want)
 	}
-	f.dropWriters()
 
 	// The subscription is a round trip through the bus daemon, so by the
-	// time it returns the daemon has dropped its copy of the lock's fd: a
-	// held pipe now means the client holds it.
+	// time it returns the daemon has dropped its copy of the lock's fd, and
+	// Held drops the fake's: a held lock now means the client holds it.
 	shutdown, err := c.PrepareForShutdown()
 	if err != nil {
 		t.Fatalf("PrepareForShutdown: %v", err)
 	}
-	r := f.reader(t, 0)
-	if got := pipeState(t, r); got != "held" {
-		t.Fatalf("after InhibitDelay the lock is %s, want held", got)
+	locks := f.Locks()
+	if len(locks) != 1 {
+		t.Fatalf("%d locks handed out, want 1", len(locks))
+	}
+	handed := locks[0]
+	if !handed.Held(t) {
+		t.Fatal("after InhibitDelay the lock is released, want held")
 	}
 
-	f.emit(t, true)
+	emit(t, f, true)
 	if !receive(t, shutdown) {
 		t.Fatal("PrepareForShutdown delivered false, want true")
 	}
-	if got := pipeState(t, r); got != "held" {
-		t.Fatalf("before Release the lock is %s, want held", got)
+	if !handed.Held(t) {
+		t.Fatal("before Release the lock is released, want held")
 	}
 	if err := lock.Release(); err != nil {
 		t.Fatalf("Release: %v", err)
 	}
-	waitReleased(t, r)
+	handed.WaitReleased(t, patience)
 	if err := lock.Release(); err != nil {
 		t.Fatalf("second Release: %v", err)
 	}
@@ -329,22 +102,22 @@ func TestInhibitDelayAndPrepareForShutdown(t *testing.T) {
 		t.Fatalf("Release on nil: %v", err)
 	}
 
-	f.emit(t, false)
+	emit(t, f, false)
 	if receive(t, shutdown) {
 		t.Fatal("cancelled shutdown delivered true, want false")
 	}
 }
 
 func TestPrepareForShutdownKeepsLatest(t *testing.T) {
-	f, c, _ := setup(t)
+	f, c := setup(t)
 	shutdown, err := c.PrepareForShutdown()
 	if err != nil {
 		t.Fatalf("PrepareForShutdown: %v", err)
 	}
-	f.emit(t, true)
-	f.emit(t, false)
-	f.emit(t, true)
-	f.emit(t, false)
+	emit(t, f, true)
+	emit(t, f, false)
+	emit(t, f, true)
+	emit(t, f, false)
 	// The fake's reply follows its signals on the same connection, so when
 	// Reboot returns the client has dispatched all four.
 	if err := c.Reboot(context.Background()); err != nil {
@@ -382,7 +155,7 @@ func TestPrepareForShutdownKeepsLatest(t *testing.T) {
 }
 
 func TestPowerOffAndReboot(t *testing.T) {
-	f, c, _ := setup(t)
+	f, c := setup(t)
 	ctx := context.Background()
 
 	if err := c.PowerOff(ctx); err != nil {
@@ -391,7 +164,7 @@ func TestPowerOffAndReboot(t *testing.T) {
 	if err := c.Reboot(ctx); err != nil {
 		t.Fatalf("Reboot: %v", err)
 	}
-	calls, _ := f.recorded()
+	calls := f.Calls()
 	if got, want := strings.Join(calls, " "), "PowerOff Reboot"; got != want {
 		t.Fatalf("calls = %q, want %q (interactive=false)", got, want)
 	}
@@ -406,8 +179,8 @@ func TestPowerOffAndReboot(t *testing.T) {
 		{"other failure", dbus.NewError("org.freedesktop.DBus.Error.Failed", []any{"Operation already in progress"}), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f.setFail(tc.dbusErr)
-			defer f.setFail(nil)
+			f.Fail(tc.dbusErr)
+			defer f.Fail(nil)
 			for _, op := range []struct {
 				prefix string
 				do     func(context.Context) error
@@ -434,8 +207,8 @@ func TestPowerOffAndReboot(t *testing.T) {
 }
 
 func TestInhibitDelayDenied(t *testing.T) {
-	f, c, _ := setup(t)
-	f.setFail(dbus.NewError("org.freedesktop.DBus.Error.AccessDenied", []any{"Permission denied"}))
+	f, c := setup(t)
+	f.Fail(dbus.NewError("org.freedesktop.DBus.Error.AccessDenied", []any{"Permission denied"}))
 	lock, err := c.InhibitDelay("shutdown", "kioskd", "flush")
 	if err == nil {
 		lock.Release()
@@ -495,10 +268,9 @@ func TestConnectAddress(t *testing.T) {
 	})
 
 	t.Run("connection outlives ctx", func(t *testing.T) {
-		addr := startBus(t)
-		f := startFake(t, addr)
+		bus := logindtest.Start(t)
 		ctx, cancel := context.WithCancel(context.Background())
-		c, err := logind.ConnectAddress(ctx, addr)
+		c, err := logind.ConnectAddress(ctx, bus.Addr)
 		if err != nil {
 			t.Fatalf("ConnectAddress: %v", err)
 		}
@@ -507,7 +279,7 @@ func TestConnectAddress(t *testing.T) {
 		if err := c.PowerOff(context.Background()); err != nil {
 			t.Fatalf("PowerOff after the connect ctx ended: %v", err)
 		}
-		if calls, _ := f.recorded(); len(calls) != 1 {
+		if calls := bus.Manager.Calls(); len(calls) != 1 {
 			t.Fatalf("calls = %v, want one PowerOff", calls)
 		}
 	})
@@ -584,12 +356,12 @@ func TestPowerAction(t *testing.T) {
 	denied := dbus.NewError("org.freedesktop.DBus.Error.InteractiveAuthorizationRequired", []any{"Interactive authentication required."})
 
 	t.Run("logind accepts", func(t *testing.T) {
-		f, c, _ := setup(t)
+		f, c := setup(t)
 		log := fakeSystemctl(t, 0)
 		if err := logind.PowerAction(ctx, c, "reboot"); err != nil {
 			t.Fatalf("PowerAction: %v", err)
 		}
-		if calls, _ := f.recorded(); strings.Join(calls, " ") != "Reboot" {
+		if calls := f.Calls(); strings.Join(calls, " ") != "Reboot" {
 			t.Fatalf("logind calls = %v, want [Reboot]", calls)
 		}
 		if got := ran(t, log); got != "" {
@@ -597,13 +369,13 @@ func TestPowerAction(t *testing.T) {
 		}
 	})
 	t.Run("logind denies, systemctl works", func(t *testing.T) {
-		f, c, _ := setup(t)
-		f.setFail(denied)
+		f, c := setup(t)
+		f.Fail(denied)
 		log := fakeSystemctl(t, 0)
 		if err := logind.PowerAction(ctx, c, "poweroff"); err != nil {
 			t.Fatalf("PowerAction: %v", err)
 		}
-		if calls, _ := f.recorded(); strings.Join(calls, " ") != "PowerOff" {
+		if calls := f.Calls(); strings.Join(calls, " ") != "PowerOff" {
 			t.Fatalf("logind calls = %v, want [PowerOff]", calls)
 		}
 		if got := ran(t, log); got != "poweroff" {
@@ -611,8 +383,8 @@ func TestPowerAction(t *testing.T) {
 		}
 	})
 	t.Run("both fail", func(t *testing.T) {
-		f, c, _ := setup(t)
-		f.setFail(denied)
+		f, c := setup(t)
+		f.Fail(denied)
 		fakeSystemctl(t, 1)
 		err := logind.PowerAction(ctx, c, "poweroff")
 		if err == nil {
