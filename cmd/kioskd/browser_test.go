@@ -170,7 +170,12 @@ func TestTillInBrowser(t *testing.T) {
 		t.Skip("starts kioskd and a browser")
 	}
 	p := startKioskd(t, t.TempDir(), freeAddr(t), "--config", browserConfig(t))
-	defer stopKioskd(t, p)
+	exited := false // the last step ends kioskd by a battery shutdown
+	defer func() {
+		if !exited {
+			stopKioskd(t, p)
+		}
+	}()
 	p.waitReady(t)
 
 	ctx, cancel := browser.Start(context.Background(), browser.Options{Exec: exe})
@@ -335,4 +340,34 @@ func TestTillInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot: %s", shot)
+
+	step("battery critical: the closing banner, the sale on the counter finished", func(t *testing.T) {
+		pg.t = t
+		pg.do("a sale on the counter", pg.tap(`.tile[data-sku="CHAI"]`), pg.shows("#cart-total", "80"))
+		p.mustPost(t, "/api/sim/battery", `{"soc":14}`)
+		p.mustPost(t, "/api/sim/mains", `{"on":false}`)
+		pg.do("the closing banner over the products",
+			pg.shows("#closing", "battery critical"), pg.shows("#closing", "Finish the sale on the counter"),
+			pg.shows("#st-power", "closing"),
+			// The banner covers the tiles: a tap lands on it, not on a product.
+			pg.holds(`(() => { const r = document.querySelector('.tile[data-sku="SAMOSA"]').getBoundingClientRect();
+				return document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2).closest('#closing') !== null })()`))
+		if png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot()); err == nil {
+			_ = os.WriteFile(filepath.Join(t.ArtifactDir(), "closing.png"), png, 0o644)
+		}
+		pg.do("pay for it", append(append([]chromedp.Action[chromedp.Void]{pg.tap("#pay-cash"), pg.shows("#cash", "80")},
+			pg.keys("#cash", "100")...),
+			pg.tap("#cash-confirm"),
+			pg.shows("#done-change", "20"),
+		)...)
+		select {
+		case err := <-p.done:
+			exited = true
+			if err != nil {
+				t.Fatalf("kioskd exited with %v\n%s", err, p.log)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("kioskd still running 30 s after the counter cleared\n%s", p.log)
+		}
+	})
 }
