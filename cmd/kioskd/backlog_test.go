@@ -22,6 +22,42 @@ import (
 // kioskctlBinary builds the console once per test run.
 func kioskctlBinary(t *testing.T) string { return buildBinary(t, "../kioskctl") }
 
+// ingest is `kioskctl sales ingest` storing into data from the broker.
+type ingest struct {
+	data string
+	log  *strings.Builder
+	cmd  *exec.Cmd
+	done chan error
+}
+
+// startIngest runs an ingest for the rest of the test.
+func startIngest(t *testing.T, broker string) *ingest {
+	t.Helper()
+	in := &ingest{data: t.TempDir(), log: &strings.Builder{}, done: make(chan error, 1)}
+	in.cmd = exec.Command(kioskctlBinary(t), "--broker", broker, "sales", "ingest", "--data", in.data)
+	in.cmd.Stdout, in.cmd.Stderr = in.log, in.log
+	if err := in.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { in.done <- in.cmd.Wait() }()
+	t.Cleanup(func() { _ = in.cmd.Process.Kill() })
+	return in
+}
+
+// stop ends the ingest with SIGTERM, as an operator does; it must exit 0.
+func (in *ingest) stop(t *testing.T) {
+	t.Helper()
+	_ = in.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-in.done:
+		if err != nil {
+			t.Fatalf("ingest exited with %v\n%s", err, in.log)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("ingest did not stop\n%s", in.log)
+	}
+}
+
 // TestBacklogSyncsAcrossBrokerRestarts: 10,000 sales made offline reach
 // `kioskctl sales ingest` while the broker restarts five times in the
 // middle of the sync: every sale is stored once, none is missing, and the
@@ -64,16 +100,7 @@ func TestBacklogSyncsAcrossBrokerRestarts(t *testing.T) {
 	if err := os.WriteFile(conf, []byte("[fleet]\nbatch_max = 20\nack_timeout = \"2s\"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ingestData := t.TempDir()
-	ingest := exec.Command(kioskctlBinary(t), "--broker", b.URL(), "sales", "ingest", "--data", ingestData)
-	ingestLog := &strings.Builder{}
-	ingest.Stdout, ingest.Stderr = ingestLog, ingestLog
-	if err := ingest.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ingestDone := make(chan error, 1)
-	go func() { ingestDone <- ingest.Wait() }()
-	defer func() { _ = ingest.Process.Kill() }()
+	ingest := startIngest(t, b.URL())
 
 	w := watchFleet(t, b.URL(), "kiosk/proc-test/sales/ack")
 	p := startKioskd(t, data, addr, "--mqtt", b.URL(), "--config", conf)
@@ -98,7 +125,7 @@ func TestBacklogSyncsAcrossBrokerRestarts(t *testing.T) {
 				b.Restart(200 * time.Millisecond)
 			}
 		case <-deadline:
-			t.Fatalf("acked up to %d of %d after %d restarts\nkioskd:\n%s\ningest:\n%s", upto, total, restarts, p.log, ingestLog)
+			t.Fatalf("acked up to %d of %d after %d restarts\nkioskd:\n%s\ningest:\n%s", upto, total, restarts, p.log, ingest.log)
 		}
 	}
 	if restarts != 5 {
@@ -107,15 +134,7 @@ func TestBacklogSyncsAcrossBrokerRestarts(t *testing.T) {
 	// The kiosk records the last ack as it arrives; its outbox empties.
 	p.waitState(t, "an empty outbox", func(st state) bool { return st.MQTT.Outbox != nil && *st.MQTT.Outbox == 0 })
 	stopKioskd(t, p)
-	_ = ingest.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-ingestDone:
-		if err != nil {
-			t.Fatalf("ingest exited with %v\n%s", err, ingestLog)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("ingest did not stop\n%s", ingestLog)
-	}
+	ingest.stop(t)
 
 	// The kiosk counts every sale delivered…
 	l, err = ledger.Open(filepath.Join(data, "ledger"), ledger.Options{ReadOnly: true})
@@ -127,7 +146,7 @@ func TestBacklogSyncsAcrossBrokerRestarts(t *testing.T) {
 		t.Fatalf("kiosk watermark %d, outbox %d", l.Acked(), l.OutboxLen())
 	}
 	// …and the ingest holds each exactly once, as the kiosk recorded it.
-	db, err := salesdb.Open(ingestData, salesdb.Options{ReadOnly: true})
+	db, err := salesdb.Open(ingest.data, salesdb.Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,10 +3,8 @@ package main
 import (
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -84,14 +82,7 @@ func TestBrownoutEndToEnd(t *testing.T) {
 	// Power is back: the board boots (the sim's world starts afresh, on
 	// mains) and the fleet's ingest is up. The birth says why the last
 	// boot ended; every sale reaches the ingest.
-	ingestData := t.TempDir()
-	ingest := exec.Command(kioskctlBinary(t), "--broker", b.URL(), "sales", "ingest", "--data", ingestData)
-	ingestLog := &strings.Builder{}
-	ingest.Stdout, ingest.Stderr = ingestLog, ingestLog
-	if err := ingest.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = ingest.Process.Kill() }()
+	in := startIngest(t, b.URL())
 	p = startKioskd(t, data, addr, "--mqtt", b.URL(), "--config", conf)
 	p.waitReady(t)
 	st = w.status(t, p, "online again", func(s telemetry.Status, _ bool) bool { return s.State == "online" && s.Boot == 2 })
@@ -103,15 +94,14 @@ func TestBrownoutEndToEnd(t *testing.T) {
 		t.Fatalf("%d sales in the ledger, want 6", n)
 	}
 	stopKioskd(t, p)
-	_ = ingest.Process.Signal(syscall.SIGTERM)
-	_, _ = ingest.Process.Wait()
-	db, err := salesdb.Open(ingestData, salesdb.Options{ReadOnly: true})
+	in.stop(t)
+	db, err := salesdb.Open(in.data, salesdb.Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
 	if c := db.Contiguous("proc-test"); c != 6 {
-		t.Fatalf("the ingest holds proc-test's sales up to %d, want 6\n%s", c, ingestLog)
+		t.Fatalf("the ingest holds proc-test's sales up to %d, want 6\n%s", c, in.log)
 	}
 }
 

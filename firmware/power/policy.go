@@ -254,15 +254,28 @@ func soc(r Reading) (float64, string, bool) {
 	return 0, "", false
 }
 
-// critical is why the shutdown must begin now, or "".
-func (p *Policy) criticalReason(r Reading, since time.Time) string {
+// CellVoltsHold is how long the cell voltage must stay at or under
+// critical_cell_volts to latch the shutdown: the voltage under load dips
+// while the printer's motor or the screen's backlight starts, and a dip
+// of a moment is no reason to close the till for the night.
+const CellVoltsHold = 5 * time.Second
+
+// critical is why the shutdown must begin now, or "". a remembers since
+// when the cell voltage has been under the line.
+func (p *Policy) criticalReason(r Reading, a *away) string {
 	th := p.th
 	if s, how, ok := soc(r); ok && s <= th.CriticalSoC {
 		return fmt.Sprintf("state of charge %.0f%% at or under %.0f%% (%s)", s, th.CriticalSoC, how)
 	}
-	if r.CellVolts != nil && *r.CellVolts <= th.CriticalCellVolts {
-		return fmt.Sprintf("cell voltage %.2f V at or under %.2f V", *r.CellVolts, th.CriticalCellVolts)
+	switch {
+	case r.CellVolts == nil || *r.CellVolts > th.CriticalCellVolts:
+		a.sagSince = time.Time{}
+	case a.sagSince.IsZero():
+		a.sagSince = r.At
+	case r.At.Sub(a.sagSince) >= CellVoltsHold:
+		return fmt.Sprintf("cell voltage %.2f V at or under %.2f V for %s", *r.CellVolts, th.CriticalCellVolts, CellVoltsHold)
 	}
+	since := a.since
 	if r.RuntimeS != nil && th.CriticalRuntime > 0 && time.Duration(*r.RuntimeS)*time.Second <= th.CriticalRuntime {
 		return fmt.Sprintf("estimated runtime %s at or under %s", time.Duration(*r.RuntimeS)*time.Second, th.CriticalRuntime)
 	}
@@ -309,8 +322,10 @@ func restored(p *Policy, r Reading, backAt time.Time) (time.Time, bool) {
 }
 
 // away is what the battery modes share: since when the kiosk has been on
-// battery, and since when mains has been back (zero while it is away).
-type away struct{ since, backAt time.Time }
+// battery, since when mains has been back (zero while it is away), and
+// since when the cell voltage has been under the critical line (zero
+// while it is not).
+type away struct{ since, backAt, sagSince time.Time }
 
 // deadlines are when a battery mode may change with no new reading: mains
 // back for the debounce, or the longest time on battery.
@@ -322,6 +337,9 @@ func (a away) deadlines(th Thresholds) []time.Time {
 	if th.MaxOnBattery > 0 {
 		at = append(at, a.since.Add(th.MaxOnBattery))
 	}
+	if !a.sagSince.IsZero() {
+		at = append(at, a.sagSince.Add(CellVoltsHold))
+	}
 	return at
 }
 
@@ -332,7 +350,7 @@ func (a *away) leave(p *Policy, r Reading) (State, string) {
 	if a.backAt, ok = restored(p, r, a.backAt); ok {
 		return onMains{}, fmt.Sprintf("mains back for %s", p.th.Debounce)
 	}
-	if why := p.criticalReason(r, a.since); why != "" {
+	if why := p.criticalReason(r, a); why != "" {
 		return critical{}, why
 	}
 	return nil, ""

@@ -111,10 +111,18 @@ func TestPolicyTransitions(t *testing.T) {
 			want:  []string{"enter battery", "enter low: state of charge 29% at or under 30% (estimated from cell voltage)"},
 		},
 		{
-			name:  "cell voltage under load latches the shutdown",
-			steps: []step{{0, "off", 60, 0, 0}, {5, "off", 60, 3.7, 0}, {50, "off", 55, 3.48, 0}},
-			mode:  ModeCritical,
-			want:  []string{"enter battery", "enter critical: cell voltage 3.48 V at or under 3.50 V", "shutdown: cell voltage"},
+			name: "cell voltage under load latches the shutdown once it stays under the line",
+			steps: []step{{0, "off", 60, 0, 0}, {5, "off", 60, 3.7, 0}, {50, "off", 55, 3.48, 0}, {54.9, "off", 55, 3.47, 0},
+				{55, "off", 55, 3.47, 0}},
+			mode: ModeCritical,
+			want: []string{"enter battery", "enter critical: cell voltage 3.47 V at or under 3.50 V for 5s", "shutdown: cell voltage"},
+		},
+		{
+			name: "a dip of the cell voltage while the printer's motor starts is no reason",
+			steps: []step{{0, "off", 60, 0, 0}, {5, "off", 60, 3.7, 0}, {50, "off", 55, 3.45, 0}, {52, "off", 55, 3.45, 0},
+				{53, "off", 55, 3.68, 0}, {56, "off", 55, 3.45, 0}, {60, "off", 55, 3.45, 0}},
+			mode: ModeBattery,
+			want: []string{"enter battery"},
 		},
 		{
 			name:  "estimated runtime latches the shutdown",
