@@ -274,7 +274,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	// The automation exists before the fleet link, which hands it the
 	// fleet's power thresholds; it runs once the link is up or not.
 	var fl *fleet
-	pa := &powerActions{cfg: cfg, log: log, hub: hub, lights: periph.lights, trading: t.Trading,
+	pa := &powerActions{cfg: cfg, log: log, hub: hub, lights: periph.lights, background: &periph.background, trading: t.Trading,
 		sync: func() {
 			if err := l.Flush(); err != nil {
 				log.Error().Err(err).Msg("ledger flush on battery")

@@ -59,6 +59,9 @@ type peripherals struct {
 	broker string                            // the configured broker; "" runs offline
 	fleet  atomic.Pointer[telemetry.Session] // the fleet link once it is started
 	auto   atomic.Pointer[power.Automation]  // battery-mode automation once it runs
+	// background holds work that can wait (OTA downloads) while the
+	// battery-mode automation sheds load.
+	background power.Gate
 }
 
 // powerStatus is the power as the screen and the fleet see it: the
@@ -76,6 +79,9 @@ func (ps *peripherals) powerStatus() power.Status {
 		if e, ok := a.Estimate(); ok {
 			st.Battery.RuntimeS = &e.RuntimeS
 			st.Estimate = &e
+		}
+		if held, why := ps.background.Held(); held {
+			st.BackgroundHeld = why
 		}
 	}
 	return st

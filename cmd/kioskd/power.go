@@ -24,6 +24,8 @@ type powerActions struct {
 	log    zerolog.Logger
 	hub    *events.Hub
 	lights *lighting.Lights
+	// background is held while load is shed: OTA downloads wait on it.
+	background *power.Gate
 
 	trading  func() bool         // the till is open for the day
 	sync     func()              // flush the ledger and push the outbox
@@ -79,8 +81,7 @@ func (a *powerActions) ShedLoad() {
 	a.mu.Lock()
 	a.shed = true
 	a.mu.Unlock()
-	// Background work to pause (OTA downloads) arrives with OTA; the
-	// lights are the load there is today.
+	a.background.Hold("low battery: load shed")
 	a.light()
 }
 
@@ -88,6 +89,7 @@ func (a *powerActions) RestoreLoad() {
 	a.mu.Lock()
 	a.shed = false
 	a.mu.Unlock()
+	a.background.Release()
 	a.light()
 }
 

@@ -73,7 +73,7 @@ func BenchmarkMainsLostReaction(b *testing.B) {
 	}
 	defer l.Close()
 	flushed := make(chan time.Time, 16)
-	pa := &powerActions{cfg: cfg, log: zerolog.Nop(), hub: hub, lights: lights, trading: func() bool { return true },
+	pa := &powerActions{cfg: cfg, log: zerolog.Nop(), hub: hub, lights: lights, background: &power.Gate{}, trading: func() bool { return true },
 		sync: func() {
 			if err := l.Flush(); err != nil {
 				b.Error(err)

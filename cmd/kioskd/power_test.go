@@ -68,14 +68,18 @@ func TestFleetPowerThresholdsTakeEffect(t *testing.T) {
 	if r := w.result(t, "th-1"); !r.OK {
 		t.Fatalf("config: %+v", r)
 	}
-	p.waitState(t, "low mode under the fleet's low_soc", func(s state) bool { return s.Power.Mode == "low" && s.Lights.Scene == "night" })
+	p.waitState(t, "low mode under the fleet's low_soc, load shed", func(s state) bool {
+		return s.Power.Mode == "low" && s.Lights.Scene == "night" && s.Power.BackgroundHeld == "low battery: load shed"
+	})
 	// The fleet hears of the mode change as an event.
 	wait(t, w, "/events", "power event for low mode", 15*time.Second, func(e telemetry.Event, _ paho.Message) bool {
 		return e.Type == "power" && strings.Contains(string(e.Data), `"mode":"low"`)
 	})
 
 	p.mustPost(t, "/api/sim/mains", `{"on":true}`)
-	p.waitState(t, "mains again, open scene", func(s state) bool { return s.Power.Mode == "mains" && s.Lights.Scene == "open" })
+	p.waitState(t, "mains again, open scene, background work let go", func(s state) bool {
+		return s.Power.Mode == "mains" && s.Lights.Scene == "open" && s.Power.BackgroundHeld == ""
+	})
 	stopKioskd(t, p)
 }
 

@@ -120,10 +120,11 @@ func TestSimBoardEndToEnd(t *testing.T) {
 type state struct {
 	Devices map[string]string `json:"devices"`
 	Power   struct {
-		Mains       *bool  `json:"mains"`
-		Mode        string `json:"mode"`
-		MainsSource string `json:"mains_source"`
-		Battery     struct {
+		Mains          *bool  `json:"mains"`
+		Mode           string `json:"mode"`
+		MainsSource    string `json:"mains_source"`
+		BackgroundHeld string `json:"background_held"`
+		Battery        struct {
 			Volts    *float64 `json:"volts"`
 			Amps     *float64 `json:"amps"`
 			SOC      *float64 `json:"soc"`

@@ -50,6 +50,9 @@ type Status struct {
 	// Estimate is the runtime estimate with its source and any fallback,
 	// once the battery-mode automation makes one.
 	Estimate *Estimate `json:"estimate,omitempty"`
+	// BackgroundHeld says why work that can wait (OTA downloads) is held,
+	// while the automation sheds load.
+	BackgroundHeld string `json:"background_held,omitempty"`
 }
 
 // Options configures Sensors.
