@@ -18,12 +18,13 @@ type Automation struct {
 
 	pmu sync.Mutex // the policy is fed from Run and ShutdownDone
 
-	mu       sync.Mutex
-	mode     Mode
-	src      Source
-	mains    *bool // mains as the policy takes it
-	estimate *Estimate
-	deadline time.Time // when the policy next acts on its own; zero for none
+	mu        sync.Mutex
+	mode      Mode
+	src       Source
+	mains     *bool // mains as the policy takes it
+	estimate  *Estimate
+	deadline  time.Time // when the policy next acts on its own; zero for none
+	steppedAt time.Time // the time of the last step's reading
 }
 
 // AutomationOptions configure NewAutomation.
@@ -66,9 +67,11 @@ func (a *Automation) Run(ctx context.Context) {
 			a.step(a.clock(), nil)
 		}
 		a.mu.Lock()
-		d := a.deadline
+		d, last := a.deadline, a.steppedAt
 		a.mu.Unlock()
-		if wait := d.Sub(a.clock()); !d.IsZero() && wait < time.Second {
+		// A deadline the last step already reached changed nothing
+		// then; stepping again at once would only spin.
+		if wait := d.Sub(a.clock()); d.After(last) && wait < time.Second {
 			soon.Reset(max(wait, 0))
 		}
 	}
@@ -94,7 +97,7 @@ func (a *Automation) step(now time.Time, mains *bool) {
 	deadline, _ := a.p.Deadline()
 	a.pmu.Unlock()
 	a.mu.Lock()
-	a.mode, a.src, a.mains, a.deadline = mode, src, mains, deadline
+	a.mode, a.src, a.mains, a.deadline, a.steppedAt = mode, src, mains, deadline, now
 	a.estimate = nil
 	if ok {
 		a.estimate = &est

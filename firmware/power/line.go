@@ -25,7 +25,19 @@ const (
 	idleAmps       = 0.05
 	dischargeRateH = 3.0 // %/h from the fuel gauge's CRATE
 	idleRateH      = 0.5
+	// Past these the cell is charging: only mains does that.
+	chargeAmps  = 0.1
+	chargeRateH = 1.0
 )
+
+// charging reports whether the readings show the cell charging, which
+// only mains can do: a line that says mains is away then is wrong at once.
+func charging(r Reading) bool {
+	if r.Amps != nil {
+		return *r.Amps >= chargeAmps
+	}
+	return r.RatePctH != nil && *r.RatePctH >= chargeRateH
+}
 
 // LineStuckAfter is how long the mains-detect line must contradict the
 // battery's trend before the line is called stuck. It is long enough that
@@ -89,6 +101,7 @@ func (c *lineCheck) observe(r Reading) (mains *bool, src Source, rep *lineReport
 	}
 	switch {
 	case line == nil:
+		c.disagree = time.Time{} // nothing to disagree with
 		return c.trendOn, SourceTrend, rep
 	case c.stuck:
 		return c.trendOn, SourceTrend, rep
@@ -97,6 +110,13 @@ func (c *lineCheck) observe(r Reading) (mains *bool, src Source, rep *lineReport
 			c.disagree = r.At
 		}
 		if r.At.Sub(c.disagree) < LineStuckAfter {
+			if !*line && charging(r) {
+				// Absent while the cell charges: only mains charges
+				// it, so the kiosk stays on mains while the line is
+				// judged (a board booting after a battery shutdown
+				// must not go straight back to critical).
+				return ptr(true), SourceTrend, rep
+			}
 			return line, SourceLine, rep
 		}
 		c.stuck = true

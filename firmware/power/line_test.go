@@ -38,11 +38,16 @@ func TestMainsLine(t *testing.T) {
 			want: []string{"line stuck=true", "mains_lost", "enter battery", "mains_restored 20:01:40.0 (battery trend)", "enter mains: mains back"},
 		},
 		{
-			name:  "stuck absent: charging says mains is there, and no shutdown loop",
+			name:  "stuck absent while charging: mains at once, no battery mode and no shutdown loop on a flat pack",
 			steps: []Reading{at(0, "off", 0.6), at(5, "off", 0.6), at(29, "off", 0.6), at(30, "off", 0.6), at(35, "off", 0.6)},
 			mode:  ModeMains, src: SourceTrend,
-			want: []string{"mains_lost 20:00:00.0 (line)", "enter battery", "sync ledger", "line stuck=true: the mains-detect line has said mains is absent",
-				"mains_restored 20:00:30.0 (battery trend)", "enter mains"},
+			want: []string{"line stuck=true: the mains-detect line has said mains is absent"},
+		},
+		{
+			name:  "a real cut while the shunt still shows the charge: battery mode once the reading catches up",
+			steps: []Reading{at(0, "on", 0.6), at(1, "off", 0.6), at(2, "off", -0.9), at(7, "off", -0.9)},
+			mode:  ModeBattery, src: SourceLine,
+			want: []string{"mains_lost 20:00:02.0 (line)", "enter battery"},
 		},
 		{
 			name:  "the line moves again: trusted again",
@@ -81,6 +86,38 @@ func TestMainsLine(t *testing.T) {
 				t.Errorf("actions:\n  %s\nwant, in order:\n  %s", strings.Join(rec.log, "\n  "), strings.Join(c.want, "\n  "))
 			}
 		})
+	}
+}
+
+// TestBootAfterABatteryShutdown: a flat pack charging on mains, with a
+// line stuck at absent, must not go straight back to critical at every
+// boot: charging is mains.
+func TestBootAfterABatteryShutdown(t *testing.T) {
+	rec := &recorder{}
+	p, _ := NewPolicy(DefaultThresholds, rec)
+	for s := 0.0; s <= 60; s++ {
+		r := step{s: s, mains: "off", soc: 9}.reading()
+		r.Amps = ptr64(1.2)
+		p.Step(r)
+	}
+	if p.Mode() != ModeMains || count(rec.log, "shutdown:") != 0 || count(rec.log, "enter") != 0 {
+		t.Fatalf("mode %s:\n%s", p.Mode(), strings.Join(rec.log, "\n"))
+	}
+}
+
+// TestNoDeadlineWithoutALine: a line that disagreed with the trend and
+// then could not be read leaves no stuck-line deadline behind (one left
+// in the past made the automation step without pause).
+func TestNoDeadlineWithoutALine(t *testing.T) {
+	p, _ := NewPolicy(DefaultThresholds, &recorder{})
+	p.Step(at(0, "on", 0))
+	p.Step(at(1, "on", -0.9)) // disagreeing: a stuck-line deadline at 31 s
+	if d, ok := p.Deadline(); !ok || !d.Equal(t0.Add(31*time.Second)) {
+		t.Fatalf("deadline %s %t", d, ok)
+	}
+	p.Step(at(2, "", 0)) // the line unreadable, the trend idle
+	if d, ok := p.Deadline(); ok {
+		t.Fatalf("a deadline at %s with no line to judge", d)
 	}
 }
 

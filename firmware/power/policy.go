@@ -55,8 +55,8 @@ func (t Thresholds) Check() error {
 		return fmt.Errorf("power: critical_cell_volts %v: want a Li-ion cut-off from 2.5 to 4.2", t.CriticalCellVolts)
 	case t.CriticalRuntime < 0 || t.MaxOnBattery < 0:
 		return fmt.Errorf("power: negative critical_runtime or max_on_battery")
-	case t.RestoreHysteresisSoC < 0 || t.LowSoC+t.RestoreHysteresisSoC > 100:
-		return fmt.Errorf("power: restore_hysteresis_soc %v: low_soc plus it must stay within 100", t.RestoreHysteresisSoC)
+	case t.RestoreHysteresisSoC <= 0 || t.LowSoC+t.RestoreHysteresisSoC > 100:
+		return fmt.Errorf("power: restore_hysteresis_soc %v: want above 0 (0 flaps at the line), with low_soc plus it within 100", t.RestoreHysteresisSoC)
 	}
 	return nil
 }
@@ -254,33 +254,41 @@ func soc(r Reading) (float64, string, bool) {
 	return 0, "", false
 }
 
-// CellVoltsHold is how long the cell voltage must stay at or under
-// critical_cell_volts to latch the shutdown: the voltage under load dips
-// while the printer's motor or the screen's backlight starts, and a dip
-// of a moment is no reason to close the till for the night.
-const CellVoltsHold = 5 * time.Second
+// Hold is how long a gauge's reading must stay past low_soc or a critical
+// threshold to count: the voltage under load (and with it a charge
+// estimated from it, and the draw behind a runtime estimate) dips while
+// the printer's motor or the screen's backlight starts, and a dip of a
+// moment is no reason to shed the load or close the till for the night.
+const Hold = 5 * time.Second
 
-// critical is why the shutdown must begin now, or "". a remembers since
-// when the cell voltage has been under the line.
+// criticalReason is why the shutdown must begin now, or "". a remembers
+// since when the gauges have been past a threshold.
 func (p *Policy) criticalReason(r Reading, a *away) string {
+	if why := p.gaugesCritical(r); why == "" || charging(r) {
+		a.sagSince = time.Time{} // a charging cell is not dying
+	} else if a.sagSince.IsZero() {
+		a.sagSince = r.At
+	} else if r.At.Sub(a.sagSince) >= Hold {
+		return why
+	}
+	if th := p.th; th.MaxOnBattery > 0 && r.At.Sub(a.since) >= th.MaxOnBattery {
+		return fmt.Sprintf("on battery for %s, the most allowed", th.MaxOnBattery)
+	}
+	return ""
+}
+
+// gaugesCritical is the first critical threshold the readings are past,
+// or "".
+func (p *Policy) gaugesCritical(r Reading) string {
 	th := p.th
 	if s, how, ok := soc(r); ok && s <= th.CriticalSoC {
 		return fmt.Sprintf("state of charge %.0f%% at or under %.0f%% (%s)", s, th.CriticalSoC, how)
 	}
-	switch {
-	case r.CellVolts == nil || *r.CellVolts > th.CriticalCellVolts:
-		a.sagSince = time.Time{}
-	case a.sagSince.IsZero():
-		a.sagSince = r.At
-	case r.At.Sub(a.sagSince) >= CellVoltsHold:
-		return fmt.Sprintf("cell voltage %.2f V at or under %.2f V for %s", *r.CellVolts, th.CriticalCellVolts, CellVoltsHold)
+	if r.CellVolts != nil && *r.CellVolts <= th.CriticalCellVolts {
+		return fmt.Sprintf("cell voltage %.2f V at or under %.2f V", *r.CellVolts, th.CriticalCellVolts)
 	}
-	since := a.since
 	if r.RuntimeS != nil && th.CriticalRuntime > 0 && time.Duration(*r.RuntimeS)*time.Second <= th.CriticalRuntime {
 		return fmt.Sprintf("estimated runtime %s at or under %s", time.Duration(*r.RuntimeS)*time.Second, th.CriticalRuntime)
-	}
-	if th.MaxOnBattery > 0 && r.At.Sub(since) >= th.MaxOnBattery {
-		return fmt.Sprintf("on battery for %s, the most allowed", th.MaxOnBattery)
 	}
 	return ""
 }
@@ -323,9 +331,9 @@ func restored(p *Policy, r Reading, backAt time.Time) (time.Time, bool) {
 
 // away is what the battery modes share: since when the kiosk has been on
 // battery, since when mains has been back (zero while it is away), and
-// since when the cell voltage has been under the critical line (zero
-// while it is not).
-type away struct{ since, backAt, sagSince time.Time }
+// since when the gauges have been past a critical threshold or low_soc
+// (zero while they are not).
+type away struct{ since, backAt, sagSince, lowSince time.Time }
 
 // deadlines are when a battery mode may change with no new reading: mains
 // back for the debounce, or the longest time on battery.
@@ -337,8 +345,10 @@ func (a away) deadlines(th Thresholds) []time.Time {
 	if th.MaxOnBattery > 0 {
 		at = append(at, a.since.Add(th.MaxOnBattery))
 	}
-	if !a.sagSince.IsZero() {
-		at = append(at, a.sagSince.Add(CellVoltsHold))
+	for _, t := range []time.Time{a.sagSince, a.lowSince} {
+		if !t.IsZero() {
+			at = append(at, t.Add(Hold))
+		}
 	}
 	return at
 }
@@ -365,7 +375,16 @@ func (s onBattery) Handle(p *Policy, r Reading) (State, string) {
 	if next, why := s.leave(p, r); next != nil {
 		return next, why
 	}
-	if c, how, ok := soc(r); ok && c <= p.th.LowSoC {
+	c, how, ok := soc(r)
+	switch {
+	case !ok || c > p.th.LowSoC:
+		s.lowSince = time.Time{}
+	case s.lowSince.IsZero():
+		s.lowSince = r.At
+	case r.At.Sub(s.lowSince) >= Hold:
+		// Held, as for critical: a charge read from a voltage that dips
+		// for a moment must not flap the lights and the load.
+		s.lowSince = time.Time{}
 		return low(s), fmt.Sprintf("state of charge %.0f%% at or under %.0f%% (%s)", c, p.th.LowSoC, how)
 	}
 	return s, ""

@@ -78,35 +78,36 @@ func TestPolicyTransitions(t *testing.T) {
 		{
 			name: "a slow discharge visits every state in order, and the latch holds",
 			steps: []step{{0, "on", 80, 0, 0}, {1, "off", 80, 0, 0}, {7, "off", 50, 0, 0}, {100, "off", 30, 0, 0},
-				{200, "off", 20, 0, 0}, {300, "off", 15, 0, 0}, {301, "on", 15, 0, 0}, {400, "on", 40, 0, 0}},
+				{105, "off", 30, 0, 0}, {200, "off", 20, 0, 0}, {300, "off", 15, 0, 0}, {304.9, "off", 15, 0, 0}, {305, "off", 15, 0, 0},
+				{306, "on", 15, 0, 0}, {400, "on", 40, 0, 0}},
 			mode: ModeCritical,
 			want: []string{"mains_lost", "enter battery", "enter low: state of charge 30% at or under 30% (fuel gauge)",
 				"shed load", "sync ledger", "enter critical: state of charge 15%", "shutdown: state of charge 15%",
 				"mains_restored"},
 		},
 		{
-			name:  "debounce over with the charge already low: battery and low in one step",
-			steps: []step{{0, "off", 25, 0, 0}, {5, "off", 25, 0, 0}},
+			name:  "debounce over with the charge already low: battery, and low once it holds",
+			steps: []step{{0, "off", 25, 0, 0}, {5, "off", 25, 0, 0}, {9.9, "off", 25, 0, 0}, {10, "off", 25, 0, 0}},
 			mode:  ModeLow,
 			want:  []string{"mains_lost", "enter battery", "enter low", "shed load", "sync ledger"},
 		},
 		{
 			name: "restore during low: back to mains after the debounce, load restored",
-			steps: []step{{0, "off", 25, 0, 0}, {5, "off", 25, 0, 0}, {10, "on", 25, 0, 0}, {12, "off", 25, 0, 0},
-				{13, "on", 25, 0, 0}, {17.9, "on", 25, 0, 0}, {18, "on", 25, 0, 0}},
+			steps: []step{{0, "off", 25, 0, 0}, {5, "off", 25, 0, 0}, {10, "off", 25, 0, 0}, {11, "on", 25, 0, 0},
+				{13, "off", 25, 0, 0}, {14, "on", 25, 0, 0}, {18.9, "on", 25, 0, 0}, {19, "on", 25, 0, 0}},
 			mode: ModeMains,
 			want: []string{"mains_lost", "enter battery", "enter low", "shed load", "sync ledger",
 				"mains_restored", "mains_lost", "mains_restored", "enter mains: mains back for 5s", "restore load"},
 		},
 		{
 			name:  "low ends only past the hysteresis",
-			steps: []step{{0, "off", 29, 0, 0}, {5, "off", 29, 0, 0}, {60, "off", 32, 0, 0}, {120, "off", 35, 0, 0}},
+			steps: []step{{0, "off", 29, 0, 0}, {5, "off", 29, 0, 0}, {10, "off", 29, 0, 0}, {60, "off", 32, 0, 0}, {120, "off", 35, 0, 0}},
 			mode:  ModeBattery,
 			want:  []string{"enter battery", "enter low", "shed load", "sync ledger", "enter battery: state of charge back to 35%", "restore load"},
 		},
 		{
 			name:  "no fuel gauge: the cell voltage curve stands in",
-			steps: []step{{0, "off", 0, 3.9, 0}, {5, "off", 0, 3.9, 0}, {100, "off", 0, 3.76, 0}, {200, "off", 0, 3.745, 0}},
+			steps: []step{{0, "off", 0, 3.9, 0}, {5, "off", 0, 3.9, 0}, {100, "off", 0, 3.76, 0}, {200, "off", 0, 3.745, 0}, {205, "off", 0, 3.745, 0}},
 			mode:  ModeLow,
 			want:  []string{"enter battery", "enter low: state of charge 29% at or under 30% (estimated from cell voltage)"},
 		},
@@ -115,7 +116,14 @@ func TestPolicyTransitions(t *testing.T) {
 			steps: []step{{0, "off", 60, 0, 0}, {5, "off", 60, 3.7, 0}, {50, "off", 55, 3.48, 0}, {54.9, "off", 55, 3.47, 0},
 				{55, "off", 55, 3.47, 0}},
 			mode: ModeCritical,
-			want: []string{"enter battery", "enter critical: cell voltage 3.47 V at or under 3.50 V for 5s", "shutdown: cell voltage"},
+			want: []string{"enter battery", "enter critical: cell voltage 3.47 V at or under 3.50 V", "shutdown: cell voltage"},
+		},
+		{
+			name: "no fuel gauge: a dip while the printer's motor starts sheds nothing and latches nothing",
+			steps: []step{{0, "off", 0, 3.9, 0}, {5, "off", 0, 3.9, 0}, {50, "off", 0, 3.55, 0}, {52, "off", 0, 3.55, 0},
+				{53, "off", 0, 3.85, 0}, {60, "off", 0, 3.85, 0}},
+			mode: ModeBattery,
+			want: []string{"enter battery"},
 		},
 		{
 			name: "a dip of the cell voltage while the printer's motor starts is no reason",
@@ -126,9 +134,9 @@ func TestPolicyTransitions(t *testing.T) {
 		},
 		{
 			name:  "estimated runtime latches the shutdown",
-			steps: []step{{0, "off", 60, 0, 0}, {5, "off", 60, 0, 3600}, {50, "off", 55, 0, 240}},
+			steps: []step{{0, "off", 60, 0, 0}, {5, "off", 60, 0, 3600}, {50, "off", 55, 0, 240}, {55, "off", 55, 0, 230}},
 			mode:  ModeCritical,
-			want:  []string{"enter battery", "enter critical: estimated runtime 4m0s at or under 5m0s"},
+			want:  []string{"enter battery", "enter critical: estimated runtime 3m50s at or under 5m0s"},
 		},
 		{
 			name:  "time on battery, when configured",
@@ -211,6 +219,10 @@ func TestShutdownDoneAndLatch(t *testing.T) {
 	p, _ := NewPolicy(DefaultThresholds, rec)
 	p.Step(step{0, "off", 10, 0, 0}.reading())
 	p.Step(step{5, "off", 10, 0, 0}.reading())
+	if p.Mode() != ModeBattery {
+		t.Fatalf("critical before the hold: mode %s", p.Mode())
+	}
+	p.Step(step{10, "off", 10, 0, 0}.reading())
 	if p.Mode() != ModeCritical {
 		t.Fatalf("mode %s", p.Mode())
 	}
