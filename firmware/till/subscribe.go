@@ -20,7 +20,7 @@ type Subscription struct {
 
 // Subscribe records a sign-up, paid like a sale, as one ledger entry.
 func (t *Till) Subscribe(ctx context.Context, s Subscription) (ledger.Entry, error) {
-	if err := t.admit(s.Key); err != nil {
+	if err := t.admit(s.Key, false); err != nil {
 		return ledger.Entry{}, err
 	}
 	phone, err := NormalizePhone(s.Phone)

@@ -140,7 +140,10 @@ func (t *Till) Close() { t.closed.Store(true) }
 // once the counter is clear or the time allowed is up. It is safe to call
 // twice; the first reason stands.
 func (t *Till) Closing(reason string) {
-	if t.closing.CompareAndSwap(nil, &reason) {
+	t.mu.Lock() // no cart change is half-way past the check in change
+	swapped := t.closing.CompareAndSwap(nil, &reason)
+	t.mu.Unlock()
+	if swapped {
 		t.log.Warn().Str("reason", reason).Msg("closing: only the sale on the counter can be finished")
 		t.publish(events.Closing, map[string]string{"reason": reason})
 	}
@@ -183,12 +186,14 @@ func (t *Till) closingRefusal() error {
 // admit is nil when the till may record the entry with this idempotency
 // key now: it is ready and open for the day. A closed till still answers
 // a retry whose reply was lost (the key is recorded already): the ledger
-// replays the recorded entry, or refuses a different request.
-func (t *Till) admit(key string) error {
+// replays the recorded entry, or refuses a different request. While
+// closing, only counter (the checkout of the cart on the counter, under
+// its key) and such retries are let through.
+func (t *Till) admit(key string, counter bool) error {
 	if err := t.Ready(); err != nil {
 		return err
 	}
-	if err := t.closingRefusal(); err != nil && !t.onCounter(key) && !t.recorded(key) {
+	if err := t.closingRefusal(); err != nil && !(counter && t.onCounter(key)) && !t.recorded(key) {
 		return err
 	}
 	if t.trading.open.Load() || t.recorded(key) {
@@ -372,11 +377,7 @@ func (t *Till) change(sku string, qty int64, more bool) (CartView, error) {
 	if more {
 		want += t.qtyLocked(sku)
 	}
-	grows := want > t.qtyLocked(sku)
 	t.mu.Unlock()
-	if err := t.closingRefusal(); err != nil && grows {
-		return CartView{}, err // taking items off stays possible
-	}
 	if want > 0 {
 		if !ok {
 			return CartView{}, fmt.Errorf("%w: no product has the sku %q", ErrUnknown, sku)
@@ -388,6 +389,10 @@ func (t *Till) change(sku string, qty int64, more bool) (CartView, error) {
 	t.mu.Lock()
 	if more {
 		qty += t.qtyLocked(sku) // as the cart stands now
+	}
+	if err := t.closingRefusal(); err != nil && qty > t.qtyLocked(sku) {
+		t.mu.Unlock()
+		return CartView{}, err // taking items off stays possible
 	}
 	v, err := t.setLocked(sku, qty)
 	t.mu.Unlock()
@@ -544,7 +549,7 @@ func (t *Till) Checkout(ctx context.Context, c Checkout) (ledger.Entry, error) {
 	if len(c.Lines) == 0 {
 		return ledger.Entry{}, fmt.Errorf("%w: no lines to sell", ErrInvalid)
 	}
-	if err := t.admit(c.Key); err != nil {
+	if err := t.admit(c.Key, fromCart && c.Key == cartKey); err != nil {
 		return ledger.Entry{}, err
 	}
 	d := ledger.Draft{Kind: ledger.KindSale, Payment: c.Payment, IdempotencyKey: c.Key, Card: c.Card, Tendered: c.Tendered,
@@ -683,7 +688,7 @@ func (t *Till) settleLocked(version uint64, sold []LineRequest) {
 
 // Refund gives a sale back in full, as a new ledger entry.
 func (t *Till) Refund(ctx context.Context, saleID, key string) (ledger.Entry, error) {
-	if err := t.admit(key); err != nil {
+	if err := t.admit(key, false); err != nil {
 		return ledger.Entry{}, err
 	}
 	id, err := t.ownID(saleID)
@@ -708,7 +713,7 @@ func (t *Till) Refund(ctx context.Context, saleID, key string) (ledger.Entry, er
 
 // TopUp credits a wallet card with cash taken at the counter.
 func (t *Till) TopUp(ctx context.Context, card []byte, amount, tendered int64, key string) (ledger.Entry, error) {
-	if err := t.admit(key); err != nil {
+	if err := t.admit(key, false); err != nil {
 		return ledger.Entry{}, err
 	}
 	if amount < 1 || amount > ledger.MaxPrice {
