@@ -27,6 +27,8 @@ func (s *Session) reportLoop(ctx context.Context) {
 			return
 		case <-s.reportNow: // just connected: fresh rows for the fleet table
 			nextPower, nextHealth = time.Time{}, time.Time{}
+		case <-s.powerNow:
+			nextPower = time.Time{}
 		case <-tick.C:
 		}
 		now := s.o.Clock()
@@ -59,6 +61,17 @@ func due(last, now time.Time, every time.Duration) time.Time {
 		return next
 	}
 	return now.Add(every)
+}
+
+// PowerChanged asks for a tele/power report at once, without waiting for
+// the next tick: the power mode changed, and a mode that lasts less than
+// a second (critical, on the way to shutdown) must still reach the fleet.
+// It never blocks.
+func (s *Session) PowerChanged() {
+	select {
+	case s.powerNow <- struct{}{}:
+	default:
+	}
 }
 
 // Report publishes both reports now, within ctx: the last word before a
@@ -139,7 +152,7 @@ func cpuTemp() *float64 {
 var notable = map[string]bool{
 	events.MainsLost: true, events.MainsRestored: true, events.PaperOut: true, events.PrinterStatus: true,
 	events.DeviceOffline: true, events.DeviceDegraded: true, events.DeviceOK: true, events.Lights: true,
-	events.Till: true, events.Power: true, events.MainsLine: true,
+	events.Till: true, events.Power: true, events.MainsLine: true, events.Closing: true,
 }
 
 // maxPendingEvents bounds the events kept while offline; past it the

@@ -127,6 +127,7 @@ type Session struct {
 	attempt   atomic.Uint64 // connection attempts, to match setup results
 	wake      chan struct{} // sales sync has something to do
 	reportNow chan struct{} // publish both reports at once
+	powerNow  chan struct{} // publish tele/power at once
 	cmds      chan paho.Message
 	ackMax    atomic.Uint64 // the highest upto_seq the fleet has sent
 
@@ -181,7 +182,7 @@ func New(o Options) (*Session, error) {
 	}
 	s := &Session{
 		o: o, log: o.Log.With().Str("mqtt", o.Broker).Logger(), boot: boot, start: o.Started,
-		lost: make(chan error, 1), setup: make(chan setupResult, 1), wake: make(chan struct{}, 1), reportNow: make(chan struct{}, 1), cmds: make(chan paho.Message, 64),
+		lost: make(chan error, 1), setup: make(chan setupResult, 1), wake: make(chan struct{}, 1), reportNow: make(chan struct{}, 1), powerNow: make(chan struct{}, 1), cmds: make(chan paho.Message, 64),
 		state: "connecting", since: o.Clock(), avail: NewAvailability(o.Started), memory: mem,
 	}
 	s.powerMains.Store(true)
@@ -525,6 +526,13 @@ func (s *Session) Stop(ctx context.Context, reason string) {
 		s.log.Warn().Err(err).Msg("cannot record the shutdown reason")
 	}
 	if s.client.IsConnectionOpen() {
+		// The fleet's shutdown event, then the retained goodbye. The
+		// event is best effort within the budget: the status says it too.
+		data, _ := json.Marshal(map[string]string{"reason": reason})
+		ev, _ := json.Marshal(Event{TS: s.o.Clock().UTC(), Type: "shutdown", Data: data})
+		_ = within(ctx, func() error {
+			return waitToken(ctx, s.client.Publish(Topic(s.o.KioskID, TopicEvents), 1, false, ev), time.Second)
+		})
 		b, _ := json.Marshal(Status{State: "offline", Boot: s.boot, Version: s.o.Version, Board: s.o.Board,
 			TS: s.o.Clock().UTC(), Reason: reason})
 		// On a stalled link paho's Publish itself blocks for its write

@@ -37,7 +37,7 @@ func TestBrownoutEndToEnd(t *testing.T) {
 
 	// Mains goes; the fleet hears the edge at once and battery mode after
 	// the debounce.
-	p.mustPost(t, "/api/sim/battery", `{"soc":60,"drain_pct_per_min":0.5}`)
+	p.mustPost(t, "/api/sim/battery", `{"soc":45,"drain_pct_per_min":0.5}`)
 	p.mustPost(t, "/api/sim/mains", `{"on":false}`)
 	w.event(t, "mains_lost")
 	waitPowerEvent(t, w, "battery")
@@ -69,8 +69,11 @@ func TestBrownoutEndToEnd(t *testing.T) {
 		t.Fatalf("kioskd still running 30 s after closing\n%s", p.log)
 	}
 
-	// The fleet saw every mode in order on tele/power, and the goodbye
-	// with its reason.
+	// The fleet saw every mode in order on tele/power, the shutdown
+	// event, and the goodbye with its reason.
+	if e := w.event(t, "shutdown"); !strings.Contains(string(e.Data), "battery critical: state of charge") {
+		t.Fatalf("shutdown event %s", e.Data)
+	}
 	st := w.status(t, p, "offline with the battery reason", func(s telemetry.Status, _ bool) bool { return s.State == "offline" })
 	if !strings.HasPrefix(st.Reason, "shutdown: battery critical: state of charge") {
 		t.Fatalf("offline reason %q", st.Reason)

@@ -126,6 +126,7 @@ func newLogger(cfg Config, stdout io.Writer) zerolog.Logger {
 // sales, in-flight checkouts finished and synced, the ledger closed.
 func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	started := time.Now()
+	signals := ctx // SIGTERM and SIGINT, also heard during the closing grace
 	ctx, reboot := context.WithCancelCause(ctx)
 	defer reboot(nil)
 	boardName, why := cfg.Board, "configured"
@@ -149,7 +150,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 			sp.close()
 		}
 	}()
-	sp.watch(ctx, reboot)
+	sp.watch(signals, reboot)
 	log.Info().Str("board", profile.Name).Str("model", profile.Model).Str("why", why).Str("version", Version).Msg("kioskd starting")
 
 	menu := till.Menu{Products: cfg.Catalog, Drops: cfg.Drops, Plans: cfg.Plans}
@@ -283,7 +284,12 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 				fl.s.SyncNow()
 			}
 		},
-		shutdown: func(reason string) { reboot(powerShutdown{reason}) }}
+		shutdown: func(reason string) { reboot(powerShutdown{reason}) },
+		changed: func() {
+			if fl != nil {
+				fl.s.PowerChanged()
+			}
+		}}
 	powerActs.Store(pa)
 	capacity := cfg.Power.CapacityAh
 	if capacity == 0 && profile.IsSim() {
@@ -304,7 +310,9 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	autoDone := make(chan struct{})
 	go func() { defer close(autoDone); auto.Run(autoCtx) }()
 
-	wdCtx, stopWatchdog := context.WithCancel(ctx)
+	// The watchdog is petted through the shutdown too (the closing grace
+	// can outlast WatchdogSec), and stopped only before the ledger closes.
+	wdCtx, stopWatchdog := context.WithCancel(context.Background())
 	defer stopWatchdog()
 	wdDone := make(chan struct{})
 	go func() { defer close(wdDone); watchdog(wdCtx, l, log) }()
@@ -313,6 +321,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	case <-ctx.Done():
 	case err := <-httpDone:
 		log.Error().Err(err).Msg("till listener failed")
+		httpDone <- err // for shutdownHTTP, which waits on it
 	}
 	var ps powerShutdown
 	if errors.As(context.Cause(ctx), &ps) {
@@ -320,7 +329,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		// the counter may still be paid for, nothing new starts.
 		_, _ = daemon.SdNotify(false, "STATUS=closing: "+ps.Error())
 		t.Closing(ps.Error())
-		finishCounter(t, every(cfg.Power.ClosingGrace), log)
+		finishCounter(signals, sp.begun, t, every(cfg.Power.ClosingGrace), log)
 	}
 	log.Info().Msg("shutting down: no new sales")
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping+"\nSTATUS=shutting down")
@@ -328,6 +337,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	_ = periph.lights.FadeTo(lighting.Off, 0)
 	stopAuto()
 	<-autoDone
+	pa.wait() // a ledger sync it started
 	reason := "stop"
 	switch cause := context.Cause(ctx); {
 	case errors.Is(cause, errReboot):
@@ -336,6 +346,9 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		reason = "shutdown: " + ps.Error()
 	case errors.Is(cause, errSystemShutdown):
 		reason = "system shutdown"
+	}
+	if ps.reason != "" {
+		auto.ShutdownDone() // the fleet's last tele/power says shutdown
 	}
 	fl.close(reason)
 	// The devices stop beside the HTTP drain, each within its own budget.
@@ -347,16 +360,23 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	<-wdDone
 	if err := l.Close(); err != nil {
 		log.Error().Err(err).Msg("closing the ledger")
-		return err
+		if ps.reason == "" {
+			return err
+		}
+		// Every sale was synced to disk as it was made; a battery that is
+		// nearly empty must still power the board off, not restart kioskd.
+	} else {
+		log.Info().Uint64("head", l.Head()).Msg("ledger closed; bye")
 	}
-	log.Info().Uint64("head", l.Head()).Msg("ledger closed; bye")
 	sp.release() // a shutdown waiting on kioskd may go on
 	if herr == nil && reason == "reboot" {
 		handed = true
 		return rebootRequest{sim: profile.IsSim(), sp: sp}
 	}
-	if herr == nil && ps.reason != "" {
-		auto.ShutdownDone()
+	if ps.reason != "" {
+		if herr != nil {
+			log.Error().Err(herr).Msg("till listener; powering off all the same")
+		}
 		handed = true
 		return powerOff{reason: ps.Error(), exit: profile.IsSim() || cfg.Power.Poweroff == "exit", sp: sp}
 	}
@@ -364,15 +384,26 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 }
 
 // finishCounter waits, at most grace, for the sale on the counter to be
-// paid for or cleared.
-func finishCounter(t *till.Till, grace time.Duration, log zerolog.Logger) {
-	deadline := time.Now().Add(grace)
+// paid for or cleared. A SIGTERM (signals ends) or a system shutdown
+// (begun closes) cuts the wait short: they have budgets of their own.
+func finishCounter(signals context.Context, begun <-chan struct{}, t *till.Till, grace time.Duration, log zerolog.Logger) {
+	timeout := time.NewTimer(grace)
+	defer timeout.Stop()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
 	for !t.CounterClear() {
-		if time.Now().After(deadline) {
+		select {
+		case <-timeout.C:
 			log.Warn().Dur("grace", grace).Msg("closing: the sale on the counter was not finished in time; it is not recorded")
 			return
+		case <-signals.Done():
+			log.Warn().Msg("closing: stopped before the sale on the counter was finished; it is not recorded")
+			return
+		case <-begun:
+			log.Warn().Msg("closing: the system is shutting down before the sale on the counter was finished; it is not recorded")
+			return
+		case <-tick.C:
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -28,12 +29,16 @@ type powerActions struct {
 	background *power.Gate
 
 	trading  func() bool         // the till is open for the day
+	changed  func()              // the power mode changed: tell the fleet now
 	sync     func()              // flush the ledger and push the outbox
 	shutdown func(reason string) // start the shutdown sequence
 
 	mu   sync.Mutex
 	mode power.Mode
 	shed bool
+
+	syncs   sync.WaitGroup // the ledger syncs started, waited for at shutdown
+	syncing atomic.Bool    // one at a time: a second ask while one runs adds nothing
 }
 
 // The line's edges are published by the sensors as they see them; the
@@ -74,6 +79,9 @@ func (a *powerActions) Enter(mode power.Mode, reason string) {
 	a.mu.Unlock()
 	a.log.Warn().Str("mode", string(mode)).Str("reason", reason).Msg("power mode")
 	a.hub.Publish(events.Power, map[string]string{"mode": string(mode), "reason": reason})
+	if a.changed != nil {
+		a.changed()
+	}
 	a.light()
 }
 
@@ -93,7 +101,20 @@ func (a *powerActions) RestoreLoad() {
 	a.light()
 }
 
-func (a *powerActions) SyncLedger()            { go a.sync() }
+func (a *powerActions) SyncLedger() {
+	if !a.syncing.CompareAndSwap(false, true) {
+		return
+	}
+	a.syncs.Add(1)
+	go func() {
+		defer a.syncs.Done()
+		defer a.syncing.Store(false)
+		a.sync()
+	}()
+}
+
+// wait waits for the ledger syncs started.
+func (a *powerActions) wait()                  { a.syncs.Wait() }
 func (a *powerActions) Shutdown(reason string) { a.shutdown(reason) }
 
 // light sets the scene the power mode asks for: on mains the till's own

@@ -23,6 +23,9 @@ type systemPower struct {
 	log  zerolog.Logger
 	conn *logind.Conn
 	lock *logind.Lock
+	// begun closes when logind says a shutdown has begun; nil (never)
+	// without logind.
+	begun chan struct{}
 }
 
 // openSystemPower connects to logind and takes the delay lock, unless
@@ -59,6 +62,7 @@ func (sp *systemPower) watch(ctx context.Context, stop context.CancelCauseFunc) 
 		sp.log.Warn().Err(err).Msg("not told of outside shutdowns")
 		return
 	}
+	sp.begun = make(chan struct{})
 	go func() {
 		for {
 			select {
@@ -66,11 +70,13 @@ func (sp *systemPower) watch(ctx context.Context, stop context.CancelCauseFunc) 
 				return
 			case begun, ok := <-ch:
 				if !ok {
+					sp.log.Warn().Msg("the system bus went away: no longer told of outside shutdowns")
 					return
 				}
 				if begun {
 					sp.log.Warn().Msg("the system is shutting down: closing the till and the ledger first")
 					stop(errSystemShutdown)
+					close(sp.begun)
 					return
 				}
 			}

@@ -37,14 +37,31 @@ type AutomationOptions struct {
 
 // NewAutomation returns the automation, in mains mode until Run.
 func NewAutomation(s *Sensors, o AutomationOptions) (*Automation, error) {
-	p, err := NewPolicy(o.Thresholds, o.Actions)
+	a := &Automation{s: s, capacityAh: o.CapacityAh, clock: o.Clock, mode: ModeMains, src: SourceLine}
+	p, err := NewPolicy(o.Thresholds, entering{a, o.Actions})
 	if err != nil {
 		return nil, err
 	}
-	if o.Clock == nil {
-		o.Clock = time.Now
+	if a.clock == nil {
+		a.clock = time.Now
 	}
-	return &Automation{s: s, p: p, capacityAh: o.CapacityAh, clock: o.Clock, mode: ModeMains, src: SourceLine}, nil
+	a.p = p
+	return a, nil
+}
+
+// entering is the Actions that records a mode as it is entered, before
+// the kiosk's own actions run: whatever they ask of the automation (the
+// fleet's report of the new mode) sees it.
+type entering struct {
+	a *Automation
+	Actions
+}
+
+func (e entering) Enter(m Mode, why string) {
+	e.a.mu.Lock()
+	e.a.mode = m
+	e.a.mu.Unlock()
+	e.Actions.Enter(m, why)
 }
 
 // Run steps the policy until ctx ends: at every edge, once a second, and

@@ -217,7 +217,7 @@ func (p *Policy) Step(r Reading) {
 func (p *Policy) ShutdownDone() {
 	if _, ok := p.state.(critical); ok {
 		p.state = shutdown{}
-		p.act.Enter(ModeShutdown, "shutdown sequence complete")
+		p.act.Enter(ModeShutdown, "the till is closed; telling the fleet, closing the ledger, powering off")
 	}
 }
 
