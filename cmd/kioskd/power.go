@@ -1,6 +1,10 @@
 package main
 
 import (
+	"errors"
+	"io/fs"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -10,6 +14,7 @@ import (
 	"github.com/microretail/kioskd/firmware/events"
 	"github.com/microretail/kioskd/firmware/lighting"
 	"github.com/microretail/kioskd/firmware/power"
+	"github.com/microretail/kioskd/firmware/till"
 )
 
 // powerShutdown is the cause of a shutdown the battery-mode automation
@@ -36,6 +41,10 @@ type powerActions struct {
 	mu   sync.Mutex
 	mode power.Mode
 	shed bool
+	// resting: the boot after a battery shutdown, waiting for mains with
+	// the till closed; unrest reopens it and forgets the shutdown.
+	resting bool
+	unrest  func()
 
 	syncs   sync.WaitGroup // the ledger syncs started, waited for at shutdown
 	syncing atomic.Bool    // one at a time: a second ask while one runs adds nothing
@@ -76,7 +85,14 @@ func (a *powerActions) MainsLine(stuck bool, reason string) {
 func (a *powerActions) Enter(mode power.Mode, reason string) {
 	a.mu.Lock()
 	a.mode = mode
+	unrest := a.resting && (mode == power.ModeMains || mode == power.ModeBattery)
+	if unrest {
+		a.resting = false
+	}
 	a.mu.Unlock()
+	if unrest {
+		a.unrest()
+	}
 	a.log.Warn().Str("mode", string(mode)).Str("reason", reason).Msg("power mode")
 	a.hub.Publish(events.Power, map[string]string{"mode": string(mode), "reason": reason})
 	if a.changed != nil {
@@ -117,15 +133,45 @@ func (a *powerActions) SyncLedger() {
 func (a *powerActions) wait()                  { a.syncs.Wait() }
 func (a *powerActions) Shutdown(reason string) { a.shutdown(reason) }
 
+// rest starts the boot after a battery shutdown closed, waiting for mains,
+// with the low scene: t says why on the screen. When mains returns (or a
+// charged pack) the till reopens and file, the record of the shutdown,
+// goes.
+func (a *powerActions) rest(t *till.Till, file string, log zerolog.Logger) {
+	a.mu.Lock()
+	a.resting = true
+	a.unrest = func() {
+		t.Reopen()
+		if err := os.Remove(file); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			log.Error().Err(err).Msg("cannot forget the battery shutdown: the next boot will wait for mains")
+		}
+	}
+	a.mu.Unlock()
+	t.Closing("waiting for mains: the kiosk shut down on a nearly empty battery")
+	a.light()
+}
+
+// restingReason is the reason to rest, from the record a battery shutdown
+// left, or "" without one.
+func restingReason(file string) string {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return ""
+	}
+	return "waiting for mains after a battery shutdown (" + strings.TrimSpace(string(b)) + ")"
+}
+
 // light sets the scene the power mode asks for: on mains the till's own
 // (open while trading), on battery the battery scene, shedding load the
 // low scene. Critical and shutdown leave the lights to the shutdown.
 func (a *powerActions) light() {
 	a.mu.Lock()
-	mode, shed := a.mode, a.shed
+	mode, shed, resting := a.mode, a.shed, a.resting
 	a.mu.Unlock()
 	scene := ""
 	switch {
+	case resting:
+		scene = a.cfg.Power.LowScene
 	case mode == power.ModeMains:
 		scene = a.cfg.Lights.ClosedScene
 		if a.trading() {

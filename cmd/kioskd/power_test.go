@@ -2,6 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -45,11 +49,25 @@ func TestBatteryDrainShutsDownCleanly(t *testing.T) {
 		}
 	}
 
-	// The sales made before and on battery are in the ledger.
+	// The sales made before and on battery are in the ledger. The next
+	// boot waits for mains with the till closed (no trading on to the next
+	// latch); mains is there (the sim starts on mains), so after the
+	// debounce it sells again and forgets the shutdown.
 	p = startKioskd(t, data, addr)
 	p.waitReady(t)
-	if sales := p.allSales(t); len(sales) != 3 {
-		t.Fatalf("%d sales after the shutdown, want 3", len(sales))
+	p.waitState(t, "resting after the battery shutdown", func(s state) bool {
+		return s.Power.Mode == "critical" && strings.Contains(s.Closing, "waiting for mains")
+	})
+	if code, _, _ := p.post("/api/cart/add", `{"sku":"CHAI"}`); code != 503 {
+		t.Errorf("selling while waiting for mains: %d", code)
+	}
+	p.waitState(t, "mains, selling again", func(s state) bool { return s.Power.Mode == "mains" && s.Closing == "" })
+	p.mustPost(t, "/api/checkout", `{"payment":"cash","idempotency_key":"after","lines":[{"sku":"CHAI","qty":1}]}`)
+	if sales := p.allSales(t); len(sales) != 4 {
+		t.Fatalf("%d sales after the shutdown and one more, want 4", len(sales))
+	}
+	if _, err := os.Stat(filepath.Join(data, "power", "battery-shutdown")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the battery shutdown is still recorded after mains came back: %v", err)
 	}
 	stopKioskd(t, p)
 }

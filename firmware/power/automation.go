@@ -33,6 +33,9 @@ type AutomationOptions struct {
 	CapacityAh float64 // the pack's capacity, for the runtime estimate; 0: unknown
 	Actions    Actions
 	Clock      func() time.Time
+	// Resting, if set, starts the automation waiting for mains after a
+	// battery shutdown (Policy.Rest), with this reason.
+	Resting string
 }
 
 // NewAutomation returns the automation, in mains mode until Run.
@@ -46,6 +49,9 @@ func NewAutomation(s *Sensors, o AutomationOptions) (*Automation, error) {
 		a.clock = time.Now
 	}
 	a.p = p
+	if o.Resting != "" {
+		p.Rest(o.Resting)
+	}
 	return a, nil
 }
 

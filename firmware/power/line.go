@@ -64,7 +64,7 @@ func trend(r Reading) (discharging, known bool, how string) {
 
 // lineCheck watches the mains-detect line against the battery's trend. A
 // line that says mains is present while the battery discharges (or absent
-// while it charges) for LineStuckAfter is stuck: a broken opto-coupler, a
+// while it clearly charges) for LineStuckAfter is stuck: a broken opto-coupler, a
 // loose wire, a pull-up with nothing driving it. From then on the trend
 // stands in for the line until the line moves again, which shows it
 // works. A line that cannot be read at all is also stood in for.
@@ -105,7 +105,11 @@ func (c *lineCheck) observe(r Reading) (mains *bool, src Source, rep *lineReport
 		return c.trendOn, SourceTrend, rep
 	case c.stuck:
 		return c.trendOn, SourceTrend, rep
-	case known && *line == dis: // present while discharging, or absent while not
+	case known && *line && dis || !*line && charging(r):
+		// Present while the cell discharges, or absent while it
+		// charges. Only a clear charge counts against "absent": a
+		// light draw on a gauge-only board can read as idle, and
+		// calling a real cut a stuck line would end battery mode.
 		if c.disagree.IsZero() {
 			c.disagree = r.At
 		}

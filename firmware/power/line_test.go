@@ -163,3 +163,19 @@ func TestDeadline(t *testing.T) {
 		t.Fatalf("deadline %s: want the debounce's end, before the line could be called stuck", d)
 	}
 }
+
+// TestLightDrawOnAGaugeOnlyBoard: no shunt, a big pack and a light draw,
+// so the gauge's rate reads as idle: a real cut must not be called a
+// stuck line (that would end battery mode, and its shutdown, on battery).
+func TestLightDrawOnAGaugeOnlyBoard(t *testing.T) {
+	rec := &recorder{}
+	p, _ := NewPolicy(DefaultThresholds, rec)
+	for s := 0.0; s <= 120; s++ {
+		r := step{s: s, mains: "off", soc: 60}.reading()
+		r.RatePctH = ptr64(-0.3)
+		p.Step(r)
+	}
+	if p.Mode() != ModeBattery || p.Source() != SourceLine || count(rec.log, "line stuck") != 0 {
+		t.Fatalf("mode %s from the %s\n%s", p.Mode(), p.Source(), strings.Join(rec.log, "\n"))
+	}
+}

@@ -169,6 +169,10 @@ func (p *Policy) Deadline() (time.Time, bool) {
 		at = append(at, s.away.deadlines(p.th)...)
 	case low:
 		at = append(at, s.away.deadlines(p.th)...)
+	case resting:
+		if !s.backAt.IsZero() {
+			at = append(at, s.backAt.Add(p.th.Debounce))
+		}
 	}
 	if len(at) == 0 {
 		return time.Time{}, false
@@ -211,6 +215,18 @@ func (p *Policy) Step(r Reading) {
 		}
 		p.enter(p.state, next, reason)
 	}
+}
+
+// Rest starts the policy waiting for mains after a battery shutdown: the
+// last boot ended because the pack was nearly empty, and a kiosk that
+// traded on until the next latch would only shut down again (a loop
+// where the UPS does not cut the power, or the power-off failed). It
+// reports critical with reason, starts no shutdown, and leaves once mains
+// has been back for the debounce, or the charge is past low_soc and its
+// hysteresis (a charged pack fitted).
+func (p *Policy) Rest(reason string) {
+	p.state = resting{}
+	p.act.Enter(ModeCritical, reason)
 }
 
 // ShutdownDone records the end of the shutdown sequence.
@@ -411,6 +427,22 @@ type critical struct{}
 
 func (critical) Mode() Mode                                { return ModeCritical }
 func (s critical) Handle(*Policy, Reading) (State, string) { return s, "" }
+
+// resting: after a battery shutdown, waiting for mains (see Rest).
+type resting struct{ backAt time.Time }
+
+func (resting) Mode() Mode { return ModeCritical }
+
+func (s resting) Handle(p *Policy, r Reading) (State, string) {
+	var ok bool
+	if s.backAt, ok = restored(p, r, s.backAt); ok {
+		return onMains{}, fmt.Sprintf("mains back for %s", p.th.Debounce)
+	}
+	if c, how, ok := soc(r); ok && mainsOff(r) && c >= p.th.LowSoC+p.th.RestoreHysteresisSoC {
+		return onBattery{away{since: r.At}}, fmt.Sprintf("state of charge %.0f%% (%s): enough to trade on battery", c, how)
+	}
+	return s, ""
+}
 
 // shutdown: the sequence is done; the kiosk powers off or exits.
 type shutdown struct{}

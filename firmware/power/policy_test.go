@@ -265,3 +265,34 @@ func TestThresholdsCheck(t *testing.T) {
 		}
 	}
 }
+
+// TestRestAfterABatteryShutdown: the boot after a battery shutdown waits
+// for mains, whatever the charge does, and starts no second shutdown;
+// mains back for the debounce, or a charged pack, ends the wait.
+func TestRestAfterABatteryShutdown(t *testing.T) {
+	rec := &recorder{}
+	p, _ := NewPolicy(DefaultThresholds, rec)
+	p.Rest("waiting for mains")
+	for s := 0.0; s < 120; s += 5 {
+		p.Step(step{s, "off", 12, 3.45, 60}.reading())
+	}
+	if p.Mode() != ModeCritical || count(rec.log, "shutdown:") != 0 {
+		t.Fatalf("resting on a flat pack: mode %s\n%s", p.Mode(), strings.Join(rec.log, "\n"))
+	}
+	p.Step(step{120, "on", 12, 0, 0}.reading())
+	if d, ok := p.Deadline(); !ok || !d.Equal(t0.Add(125*time.Second)) {
+		t.Fatalf("deadline %s %t: want the debounce's end", d, ok)
+	}
+	p.Step(step{125, "on", 12, 0, 0}.reading())
+	if p.Mode() != ModeMains || !inOrder(rec.log, []string{"enter critical: waiting for mains", "mains_restored", "enter mains: mains back for 5s"}) {
+		t.Fatalf("mode %s\n%s", p.Mode(), strings.Join(rec.log, "\n"))
+	}
+
+	rec = &recorder{}
+	p, _ = NewPolicy(DefaultThresholds, rec)
+	p.Rest("waiting for mains")
+	p.Step(step{0, "off", 80, 0, 0}.reading())
+	if p.Mode() != ModeBattery || count(rec.log, "enter battery: state of charge 80% (fuel gauge): enough to trade") != 1 {
+		t.Fatalf("a charged pack: mode %s\n%s", p.Mode(), strings.Join(rec.log, "\n"))
+	}
+}

@@ -149,6 +149,22 @@ func (t *Till) Closing(reason string) {
 	}
 }
 
+// Reopen ends Closing: the reason to close has gone (mains came back to
+// a kiosk waiting for it after a battery shutdown). A till already
+// closed by Close stays closed.
+func (t *Till) Reopen() {
+	if t.closed.Load() {
+		return
+	}
+	t.mu.Lock()
+	was := t.closing.Swap(nil)
+	t.mu.Unlock()
+	if was != nil {
+		t.log.Info().Msg("closing over: selling again")
+		t.publish(events.Closing, map[string]string{"reason": ""})
+	}
+}
+
 // ClosingReason is why the till is closing, or "" while it is not.
 func (t *Till) ClosingReason() string {
 	if r := t.closing.Load(); r != nil {
