@@ -526,13 +526,12 @@ func (s *Session) Stop(ctx context.Context, reason string) {
 		s.log.Warn().Err(err).Msg("cannot record the shutdown reason")
 	}
 	if s.client.IsConnectionOpen() {
-		// The fleet's shutdown event, then the retained goodbye. The
-		// event is best effort within the budget: the status says it too.
+		// The fleet's shutdown event, then the retained goodbye, on one
+		// connection at QoS 1, so in that order; only the goodbye is
+		// waited for, the event must not take its time.
 		data, _ := json.Marshal(map[string]string{"reason": reason})
 		ev, _ := json.Marshal(Event{TS: s.o.Clock().UTC(), Type: "shutdown", Data: data})
-		_ = within(ctx, func() error {
-			return waitToken(ctx, s.client.Publish(Topic(s.o.KioskID, TopicEvents), 1, false, ev), time.Second)
-		})
+		_ = within(ctx, func() error { s.client.Publish(Topic(s.o.KioskID, TopicEvents), 1, false, ev); return nil })
 		b, _ := json.Marshal(Status{State: "offline", Boot: s.boot, Version: s.o.Version, Board: s.o.Board,
 			TS: s.o.Clock().UTC(), Reason: reason})
 		// On a stalled link paho's Publish itself blocks for its write

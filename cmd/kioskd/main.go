@@ -32,7 +32,6 @@ import (
 	"github.com/microretail/kioskd/firmware/power"
 	"github.com/microretail/kioskd/firmware/sim"
 	"github.com/microretail/kioskd/firmware/till"
-	"github.com/microretail/kioskd/internal/atomicfile"
 )
 
 // Version is set at build time: -ldflags "-X main.Version=…".
@@ -294,6 +293,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	// A boot after a battery shutdown waits for mains with the till
 	// closed, rather than trade on to the next latch and go down again.
 	restFile := filepath.Join(cfg.Data, "power", "battery-shutdown")
+	pa.restFile = restFile
 	resting := restingReason(restFile)
 	if resting != "" {
 		pa.rest(t, restFile, log)
@@ -384,12 +384,6 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	if ps.reason != "" {
 		if herr != nil {
 			log.Error().Err(herr).Msg("till listener; powering off all the same")
-		}
-		if err := os.MkdirAll(filepath.Dir(restFile), 0o750); err == nil {
-			err = atomicfile.Write(restFile, []byte(ps.Error()+"\n"), 0o640)
-		}
-		if err != nil {
-			log.Error().Err(err).Msg("cannot record the battery shutdown: the next boot will not wait for mains")
 		}
 		handed = true
 		return powerOff{reason: ps.Error(), exit: profile.IsSim() || cfg.Power.Poweroff == "exit", sp: sp}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 	"github.com/microretail/kioskd/firmware/lighting"
 	"github.com/microretail/kioskd/firmware/power"
 	"github.com/microretail/kioskd/firmware/till"
+	"github.com/microretail/kioskd/internal/atomicfile"
 )
 
 // powerShutdown is the cause of a shutdown the battery-mode automation
@@ -47,7 +49,12 @@ type powerActions struct {
 	unrest  func()
 
 	syncs   sync.WaitGroup // the ledger syncs started, waited for at shutdown
-	syncing atomic.Bool    // one at a time: a second ask while one runs adds nothing
+	syncing atomic.Bool    // one at a time…
+	again   atomic.Bool    // …and one more after it when asked meanwhile
+
+	// restFile records a battery shutdown for the next boot, written when
+	// the shutdown latches.
+	restFile string
 }
 
 // The line's edges are published by the sensors as they see them; the
@@ -118,20 +125,45 @@ func (a *powerActions) RestoreLoad() {
 }
 
 func (a *powerActions) SyncLedger() {
+	a.again.Store(true)
 	if !a.syncing.CompareAndSwap(false, true) {
-		return
+		return // the one running goes round again
 	}
 	a.syncs.Add(1)
 	go func() {
 		defer a.syncs.Done()
-		defer a.syncing.Store(false)
-		a.sync()
+		for {
+			for a.again.Swap(false) {
+				a.sync()
+			}
+			a.syncing.Store(false)
+			// An ask that came after the last round but saw syncing
+			// still set must not be lost.
+			if !a.again.Load() || !a.syncing.CompareAndSwap(false, true) {
+				return
+			}
+		}
 	}()
 }
 
 // wait waits for the ledger syncs started.
-func (a *powerActions) wait()                  { a.syncs.Wait() }
-func (a *powerActions) Shutdown(reason string) { a.shutdown(reason) }
+func (a *powerActions) wait() { a.syncs.Wait() }
+
+// Shutdown records the battery shutdown for the next boot at once (a
+// crash or a SIGKILL in the sequence must not cost the record), then
+// starts the sequence.
+func (a *powerActions) Shutdown(reason string) {
+	if a.restFile != "" {
+		err := os.MkdirAll(filepath.Dir(a.restFile), 0o750)
+		if err == nil {
+			err = atomicfile.Write(a.restFile, []byte(powerShutdown{reason}.Error()+"\n"), 0o640)
+		}
+		if err != nil {
+			a.log.Error().Err(err).Msg("cannot record the battery shutdown: the next boot will not wait for mains")
+		}
+	}
+	a.shutdown(reason)
+}
 
 // rest starts the boot after a battery shutdown closed, waiting for mains,
 // with the low scene: t says why on the screen. When mains returns (or a
@@ -141,12 +173,19 @@ func (a *powerActions) rest(t *till.Till, file string, log zerolog.Logger) {
 	a.mu.Lock()
 	a.resting = true
 	a.unrest = func() {
+		a.mu.Lock()
+		shed := a.shed
+		a.mu.Unlock()
+		if !shed {
+			a.background.Release()
+		}
 		t.Reopen()
 		if err := os.Remove(file); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			log.Error().Err(err).Msg("cannot forget the battery shutdown: the next boot will wait for mains")
 		}
 	}
 	a.mu.Unlock()
+	a.background.Hold("waiting for mains after a battery shutdown")
 	t.Closing("waiting for mains: the kiosk shut down on a nearly empty battery")
 	a.light()
 }

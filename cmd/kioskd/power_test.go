@@ -53,7 +53,12 @@ func TestBatteryDrainShutsDownCleanly(t *testing.T) {
 	// boot waits for mains with the till closed (no trading on to the next
 	// latch); mains is there (the sim starts on mains), so after the
 	// debounce it sells again and forgets the shutdown.
-	p = startKioskd(t, data, addr)
+	// (A longer debounce, so the rest is seen on a loaded machine.)
+	conf := filepath.Join(t.TempDir(), "kioskd.toml")
+	if err := os.WriteFile(conf, []byte("[power]\ndebounce = \"15s\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p = startKioskd(t, data, addr, "--config", conf)
 	p.waitReady(t)
 	p.waitState(t, "resting after the battery shutdown", func(s state) bool {
 		return s.Power.Mode == "critical" && strings.Contains(s.Closing, "waiting for mains")

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -26,6 +27,8 @@ type systemPower struct {
 	// begun closes when logind says a shutdown has begun; nil (never)
 	// without logind.
 	begun chan struct{}
+	// closing: kioskd lets go of the bus itself; its going is no news.
+	closing atomic.Bool
 }
 
 // openSystemPower connects to logind and takes the delay lock, unless
@@ -70,7 +73,9 @@ func (sp *systemPower) watch(ctx context.Context, stop context.CancelCauseFunc) 
 				return
 			case begun, ok := <-ch:
 				if !ok {
-					sp.log.Warn().Msg("the system bus went away: no longer told of outside shutdowns")
+					if !sp.closing.Load() {
+						sp.log.Warn().Msg("the system bus went away: no longer told of outside shutdowns")
+					}
 					return
 				}
 				if begun {
@@ -106,6 +111,7 @@ func (sp *systemPower) act(verb string) error {
 func (sp *systemPower) close() {
 	sp.release()
 	if sp.conn != nil {
+		sp.closing.Store(true)
 		_ = sp.conn.Close()
 		sp.conn = nil
 	}

@@ -30,13 +30,36 @@ const (
 	chargeRateH = 1.0
 )
 
-// charging reports whether the readings show the cell charging, which
-// only mains can do: a line that says mains is away then is wrong at once.
-func charging(r Reading) bool {
+// charging reports whether a reading shows the cell charging, which only
+// mains can do, and how long that must hold to count: a shunt measures
+// the current, so a few seconds cover its lag behind an edge; the fuel
+// gauge's rate is a filtered estimate that reads positive for a while
+// after a cut made while charging, or when the voltage recovers as load
+// is shed, so it must hold for a minute.
+func charging(r Reading) (bool, time.Duration) {
 	if r.Amps != nil {
-		return *r.Amps >= chargeAmps
+		return *r.Amps >= chargeAmps, Hold
 	}
-	return r.RatePctH != nil && *r.RatePctH >= chargeRateH
+	return r.RatePctH != nil && *r.RatePctH >= chargeRateH, time.Minute
+}
+
+// chargeHeld tracks whether the readings have shown a charge long enough
+// to count.
+type chargeHeld struct {
+	since time.Time // of the first reading in a row that showed a charge
+	held  bool
+}
+
+func (c *chargeHeld) observe(r Reading) bool {
+	on, hold := charging(r)
+	switch {
+	case !on:
+		c.since, c.held = time.Time{}, false
+	case c.since.IsZero():
+		c.since = r.At
+	}
+	c.held = on && r.At.Sub(c.since) >= hold
+	return c.held
 }
 
 // LineStuckAfter is how long the mains-detect line must contradict the
@@ -73,6 +96,7 @@ type lineCheck struct {
 	disagree time.Time // since when the line has contradicted the trend; zero if it does not
 	stuck    bool
 	trendOn  *bool // mains as the trend last said it
+	charge   chargeHeld
 }
 
 // lineReport is a change in whether the line is trusted.
@@ -99,13 +123,14 @@ func (c *lineCheck) observe(r Reading) (mains *bool, src Source, rep *lineReport
 	if known {
 		c.trendOn = ptr(!dis)
 	}
+	charged := c.charge.observe(r)
 	switch {
 	case line == nil:
 		c.disagree = time.Time{} // nothing to disagree with
 		return c.trendOn, SourceTrend, rep
 	case c.stuck:
 		return c.trendOn, SourceTrend, rep
-	case known && *line && dis || !*line && charging(r):
+	case known && *line && dis || !*line && charged:
 		// Present while the cell discharges, or absent while it
 		// charges. Only a clear charge counts against "absent": a
 		// light draw on a gauge-only board can read as idle, and
@@ -114,7 +139,7 @@ func (c *lineCheck) observe(r Reading) (mains *bool, src Source, rep *lineReport
 			c.disagree = r.At
 		}
 		if r.At.Sub(c.disagree) < LineStuckAfter {
-			if !*line && charging(r) {
+			if !*line {
 				// Absent while the cell charges: only mains charges
 				// it, so the kiosk stays on mains while the line is
 				// judged (a board booting after a battery shutdown

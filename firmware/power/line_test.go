@@ -44,10 +44,10 @@ func TestMainsLine(t *testing.T) {
 			want: []string{"line stuck=true: the mains-detect line has said mains is absent"},
 		},
 		{
-			name:  "a real cut while the shunt still shows the charge: battery mode once the reading catches up",
-			steps: []Reading{at(0, "on", 0.6), at(1, "off", 0.6), at(2, "off", -0.9), at(7, "off", -0.9)},
+			name:  "a real cut after a long charge: the shunt's last charging reading holds battery mode back until it catches up",
+			steps: []Reading{at(0, "on", 0.6), at(10, "on", 0.6), at(11, "off", 0.6), at(12, "off", -0.9), at(16.9, "off", -0.9), at(17, "off", -0.9)},
 			mode:  ModeBattery, src: SourceLine,
-			want: []string{"mains_lost 20:00:02.0 (line)", "enter battery"},
+			want: []string{"mains_lost 20:00:12.0 (line)", "enter battery"},
 		},
 		{
 			name:  "the line moves again: trusted again",
@@ -177,5 +177,25 @@ func TestLightDrawOnAGaugeOnlyBoard(t *testing.T) {
 	}
 	if p.Mode() != ModeBattery || p.Source() != SourceLine || count(rec.log, "line stuck") != 0 {
 		t.Fatalf("mode %s from the %s\n%s", p.Mode(), p.Source(), strings.Join(rec.log, "\n"))
+	}
+}
+
+// TestChargeGlitchesDoNotHoldOffACut: a reading that shows a charge now
+// and then during a real cut (noise, a gauge's filtered rate) neither
+// brings mains back nor stops a dying battery from latching.
+func TestChargeGlitchesDoNotHoldOffACut(t *testing.T) {
+	rec := &recorder{}
+	p, _ := NewPolicy(DefaultThresholds, rec)
+	for s := 0.0; s <= 30; s++ {
+		amps := -0.9
+		if int(s)%4 == 3 {
+			amps = 0.3
+		}
+		r := step{s: s, mains: "off", soc: 5}.reading()
+		r.Amps = ptr64(amps)
+		p.Step(r)
+	}
+	if p.Mode() != ModeCritical || count(rec.log, "mains_restored") != 0 {
+		t.Fatalf("mode %s\n%s", p.Mode(), strings.Join(rec.log, "\n"))
 	}
 }

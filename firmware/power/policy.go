@@ -55,8 +55,8 @@ func (t Thresholds) Check() error {
 		return fmt.Errorf("power: critical_cell_volts %v: want a Li-ion cut-off from 2.5 to 4.2", t.CriticalCellVolts)
 	case t.CriticalRuntime < 0 || t.MaxOnBattery < 0:
 		return fmt.Errorf("power: negative critical_runtime or max_on_battery")
-	case t.RestoreHysteresisSoC <= 0 || t.LowSoC+t.RestoreHysteresisSoC > 100:
-		return fmt.Errorf("power: restore_hysteresis_soc %v: want above 0 (0 flaps at the line), with low_soc plus it within 100", t.RestoreHysteresisSoC)
+	case t.RestoreHysteresisSoC < 0 || t.LowSoC+t.RestoreHysteresisSoC > 100:
+		return fmt.Errorf("power: restore_hysteresis_soc %v: low_soc plus it must stay within 100", t.RestoreHysteresisSoC)
 	}
 	return nil
 }
@@ -173,6 +173,9 @@ func (p *Policy) Deadline() (time.Time, bool) {
 		if !s.backAt.IsZero() {
 			at = append(at, s.backAt.Add(p.th.Debounce))
 		}
+		if !s.blindSince.IsZero() {
+			at = append(at, s.blindSince.Add(RestBlind))
+		}
 	}
 	if len(at) == 0 {
 		return time.Time{}, false
@@ -222,8 +225,11 @@ func (p *Policy) Step(r Reading) {
 // traded on until the next latch would only shut down again (a loop
 // where the UPS does not cut the power, or the power-off failed). It
 // reports critical with reason, starts no shutdown, and leaves once mains
-// has been back for the debounce, or the charge is past low_soc and its
-// hysteresis (a charged pack fitted).
+// has been back for the debounce. Only mains ends it: a charge read at
+// rest says nothing of the thresholds (a sagging voltage, a short
+// runtime) the next load would cross again. With nothing readable at all
+// for RestBlind, it gives up waiting and trades as it would with no
+// power readings.
 func (p *Policy) Rest(reason string) {
 	p.state = resting{}
 	p.act.Enter(ModeCritical, reason)
@@ -280,8 +286,8 @@ const Hold = 5 * time.Second
 // criticalReason is why the shutdown must begin now, or "". a remembers
 // since when the gauges have been past a threshold.
 func (p *Policy) criticalReason(r Reading, a *away) string {
-	if why := p.gaugesCritical(r); why == "" || charging(r) {
-		a.sagSince = time.Time{} // a charging cell is not dying
+	if why := p.gaugesCritical(r); why == "" || p.line.charge.held {
+		a.sagSince = time.Time{} // a cell that has been charging is not dying
 	} else if a.sagSince.IsZero() {
 		a.sagSince = r.At
 	} else if r.At.Sub(a.sagSince) >= Hold {
@@ -415,7 +421,9 @@ func (s low) Handle(p *Policy, r Reading) (State, string) {
 	if next, why := s.leave(p, r); next != nil {
 		return next, why
 	}
-	if c, how, ok := soc(r); ok && c >= p.th.LowSoC+p.th.RestoreHysteresisSoC {
+	// Strictly above low_soc too, so a hysteresis of 0 cannot flap on
+	// a reading that sits on the line.
+	if c, how, ok := soc(r); ok && c >= p.th.LowSoC+p.th.RestoreHysteresisSoC && c > p.th.LowSoC {
 		return onBattery(s), fmt.Sprintf("state of charge back to %.0f%% (%s)", c, how)
 	}
 	return s, ""
@@ -428,8 +436,12 @@ type critical struct{}
 func (critical) Mode() Mode                                { return ModeCritical }
 func (s critical) Handle(*Policy, Reading) (State, string) { return s, "" }
 
+// RestBlind is how long a resting kiosk waits with nothing readable (no
+// mains line, no gauge) before it gives up waiting for mains.
+const RestBlind = time.Minute
+
 // resting: after a battery shutdown, waiting for mains (see Rest).
-type resting struct{ backAt time.Time }
+type resting struct{ backAt, blindSince time.Time }
 
 func (resting) Mode() Mode { return ModeCritical }
 
@@ -438,8 +450,15 @@ func (s resting) Handle(p *Policy, r Reading) (State, string) {
 	if s.backAt, ok = restored(p, r, s.backAt); ok {
 		return onMains{}, fmt.Sprintf("mains back for %s", p.th.Debounce)
 	}
-	if c, how, ok := soc(r); ok && mainsOff(r) && c >= p.th.LowSoC+p.th.RestoreHysteresisSoC {
-		return onBattery{away{since: r.At}}, fmt.Sprintf("state of charge %.0f%% (%s): enough to trade on battery", c, how)
+	if _, _, known := soc(r); r.Mains != nil || known {
+		s.blindSince = time.Time{}
+		return s, ""
+	}
+	if s.blindSince.IsZero() {
+		s.blindSince = r.At
+	}
+	if r.At.Sub(s.blindSince) >= RestBlind {
+		return onMains{}, fmt.Sprintf("no mains line and no battery readings for %s: trading without them", RestBlind)
 	}
 	return s, ""
 }
