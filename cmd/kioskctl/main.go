@@ -79,6 +79,27 @@ commands:
         subscriptions, per kiosk and in total; T is RFC 3339 or
         YYYY-MM-DD[THH:MM] in local time (stop the ingest first, or
         report on a copy of its directory)
+  ota keygen --out DIR [--name NAME]
+        make an ed25519 signing key pair: DIR/NAME.key (mode 0600, never
+        overwritten) and DIR/NAME.pub for the kiosks' trust stores
+        (default NAME: ota); prints the key id
+  ota sign --key F [--key F2 ...] --artifact FILE --version V --board B[,B2]
+        --url URL [--min-version V] [--force] [--kind binary|image] [--out F]
+        hash the artifact and sign its manifest with every key (old and new
+        during a key rotation); {sha256} and {version} in URL are filled
+        in; writes the envelope to FILE.manifest.json unless --out
+  ota verify --keys DIR ENVELOPE [--board B] [--running V]
+        check the signatures against the *.pub keys in DIR and, given
+        --board and/or --running, whether such a kiosk would install the
+        release; exit 0 only when it would
+  ota publish --dir RELEASES [--keys DIR] ENVELOPE ARTIFACT
+        check the artifact against the manifest, then publish it as
+        RELEASES/<sha256> and the envelope as RELEASES/<version>.manifest.json
+        and RELEASES/latest.json (kept when it names a newer release)
+  ota status [--wait D]
+        one row per kiosk: its OTA job, target version, state, progress and
+        error from the retained kiosk/+/ota messages, beside the version it
+        runs
   ledger verify --data DIR [--json]
   ledger dump --data DIR [--from SEQ] [--limit N]
   version
@@ -119,6 +140,8 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return watch(ctx, g, args[1:])
 	case "cmd":
 		return command(ctx, g, args[1:])
+	case "ota":
+		return otaCommand(ctx, g, args[1:])
 	case "sales":
 		if len(args) < 2 {
 			break
