@@ -5,7 +5,7 @@ DATA    ?= ./.kioskd
 HTTP    ?= 127.0.0.1:8080
 LDFLAGS := -X main.Version=$(VERSION)
 # Packages with concurrent code, tested again under the race detector.
-RACE_PKGS := ./drivers/... ./firmware/... ./cmd/... ./telemetry/... ./internal/salesdb/... ./internal/mosquitto/...
+RACE_PKGS := ./drivers/... ./firmware/... ./cmd/... ./telemetry/... ./ota/... ./internal/salesdb/... ./internal/mosquitto/... ./internal/logind/...
 
 # Packages whose tests also run on the boards' CPUs under qemu-user.
 # drivers/transport is not among them: qemu-user does not pass through the
