@@ -27,6 +27,10 @@ func (s *Session) reportLoop(ctx context.Context) {
 			return
 		case <-s.reportNow: // just connected: fresh rows for the fleet table
 			nextPower, nextHealth = time.Time{}, time.Time{}
+			s.publishOTA()
+		case <-s.otaNow:
+			s.publishOTA()
+			continue
 		case <-s.powerNow:
 			nextPower = time.Time{}
 		case <-tick.C:
@@ -61,6 +65,26 @@ func due(last, now time.Time, every time.Duration) time.Time {
 		return next
 	}
 	return now.Add(every)
+}
+
+// SetOTA records the update job's status and publishes it on
+// kiosk/<id>/ota (QoS 1, retained) now, or after the next connect. It
+// never blocks.
+func (s *Session) SetOTA(st OTAStatus) {
+	if st.TS.IsZero() {
+		st.TS = s.o.Clock().UTC()
+	}
+	s.ota.Store(&st)
+	select {
+	case s.otaNow <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Session) publishOTA() {
+	if st := s.ota.Load(); st != nil {
+		_, _ = s.publish(TopicOTA, 1, true, st)
+	}
 }
 
 // PowerChanged asks for a tele/power report at once, without waiting for

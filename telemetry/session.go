@@ -128,6 +128,8 @@ type Session struct {
 	wake      chan struct{} // sales sync has something to do
 	reportNow chan struct{} // publish both reports at once
 	powerNow  chan struct{} // publish tele/power at once
+	otaNow    chan struct{} // publish the OTA status at once
+	ota       atomic.Pointer[OTAStatus]
 	cmds      chan paho.Message
 	ackMax    atomic.Uint64 // the highest upto_seq the fleet has sent
 
@@ -182,7 +184,7 @@ func New(o Options) (*Session, error) {
 	}
 	s := &Session{
 		o: o, log: o.Log.With().Str("mqtt", o.Broker).Logger(), boot: boot, start: o.Started,
-		lost: make(chan error, 1), setup: make(chan setupResult, 1), wake: make(chan struct{}, 1), reportNow: make(chan struct{}, 1), powerNow: make(chan struct{}, 1), cmds: make(chan paho.Message, 64),
+		lost: make(chan error, 1), setup: make(chan setupResult, 1), wake: make(chan struct{}, 1), reportNow: make(chan struct{}, 1), powerNow: make(chan struct{}, 1), otaNow: make(chan struct{}, 1), cmds: make(chan paho.Message, 64),
 		state: "connecting", since: o.Clock(), avail: NewAvailability(o.Started), memory: mem,
 	}
 	s.powerMains.Store(true)

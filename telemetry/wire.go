@@ -72,6 +72,19 @@ type Battery struct {
 	RuntimeNote   string `json:"runtime_note,omitempty"`
 }
 
+// OTAStatus is kiosk/<id>/ota (QoS 1, retained): the kiosk's update job.
+// Progress is the download's percent, 0-100.
+type OTAStatus struct {
+	TS       time.Time `json:"ts"`
+	Job      string    `json:"job"`
+	Version  string    `json:"version"`
+	State    string    `json:"state"`
+	Progress float64   `json:"progress"`
+	Error    string    `json:"error,omitempty"`
+	// Running is the version the kiosk runs now.
+	Running string `json:"running,omitempty"`
+}
+
 // Power is kiosk/<id>/tele/power.
 type Power struct {
 	TS    time.Time `json:"ts"`

@@ -41,6 +41,38 @@ type Config struct {
 	Scanner ScannerConfig  `toml:"scanner"`
 	Fleet   FleetConfig    `toml:"fleet"`
 	Power   PowerConfig    `toml:"power"`
+	OTA     OTAConfig      `toml:"ota"`
+}
+
+// OTAConfig is the [ota] table: signed updates from the fleet.
+type OTAConfig struct {
+	// Keys is the directory of trusted signing keys (*.pub).
+	Keys string `toml:"keys"`
+	// Rate caps the download, bytes per second; 0 is no cap.
+	Rate int64 `toml:"rate"`
+	// TrialUptime: a release on trial commits once it has been up and
+	// healthy this long; HealthTimeout: it is rolled back if it is not
+	// healthy this long after its start; OfflineGrace: a trial with no
+	// fleet link counts as healthy once this has passed.
+	TrialUptime   string `toml:"trial_uptime"`
+	HealthTimeout string `toml:"health_timeout"`
+	OfflineGrace  string `toml:"offline_grace"`
+}
+
+func (c *Config) checkOTA() []error {
+	var errs []error
+	for key, v := range map[string]string{"trial_uptime": c.OTA.TrialUptime, "health_timeout": c.OTA.HealthTimeout, "offline_grace": c.OTA.OfflineGrace} {
+		if d, err := time.ParseDuration(v); err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("ota.%s %q: want a duration above 0", key, v))
+		}
+	}
+	if c.OTA.Rate < 0 {
+		errs = append(errs, fmt.Errorf("ota.rate %d: want 0 (no cap) or bytes per second", c.OTA.Rate))
+	}
+	if len(errs) == 0 && every(c.OTA.HealthTimeout) <= every(c.OTA.TrialUptime) {
+		errs = append(errs, fmt.Errorf("ota.health_timeout %s must be longer than ota.trial_uptime %s", c.OTA.HealthTimeout, c.OTA.TrialUptime))
+	}
+	return errs
 }
 
 // PowerConfig is the [power] table: battery-mode automation.
@@ -257,6 +289,7 @@ func defaultConfig() Config {
 		Power: PowerConfig{Debounce: "5s", LowSoC: 30, CriticalSoC: 15, CriticalCellVolts: 3.5, CriticalRuntime: "5m",
 			RestoreHysteresisSoC: 5, MaxOnBattery: "0s", BatteryScene: lighting.Battery, LowScene: lighting.Night,
 			ClosingGrace: "20s", Poweroff: "auto", Logind: "auto", Cells: 1},
+		OTA: OTAConfig{Keys: "/etc/kioskd/ota-keys", TrialUptime: "2m", HealthTimeout: "10m", OfflineGrace: "10m"},
 		Fleet: FleetConfig{PowerEvery: "60s", BatteryPowerEvery: "10s", HealthEvery: "5m",
 			BatchMax: 500, BatchBytes: 128 << 10, AckTimeout: "30s"},
 	}
@@ -383,6 +416,7 @@ func (c *Config) check() error {
 	}
 	errs = append(errs, c.Fleet.check()...)
 	errs = append(errs, c.checkPower()...)
+	errs = append(errs, c.checkOTA()...)
 	switch c.Log.Level {
 	case "trace", "debug", "info", "warn", "error":
 	default:

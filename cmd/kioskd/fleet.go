@@ -45,7 +45,7 @@ func fleetThresholds(base power.Thresholds, p *telemetry.PowerThresholds) power.
 // startFleet starts the MQTT session, or returns nil with no broker. The
 // till never waits on it: the session connects in the background and the
 // till sells offline meanwhile.
-func startFleet(started time.Time, cfg Config, profile boards.Profile, l *ledger.Ledger, t *till.Till, ps *peripherals,
+func startFleet(started time.Time, cfg Config, profile boards.Profile, l *ledger.Ledger, t *till.Till, ps *peripherals, otaInstall telemetry.CommandFunc,
 	auto *power.Automation, hub *events.Hub, reboot context.CancelCauseFunc, log zerolog.Logger) (*fleet, error) {
 	if cfg.MQTT == "" {
 		return nil, nil
@@ -101,9 +101,7 @@ func startFleet(started time.Time, cfg Config, profile boards.Profile, l *ledger
 				time.AfterFunc(500*time.Millisecond, func() { reboot(errReboot) })
 				return map[string]any{"rebooting": true}, nil
 			},
-			"ota_install": func(context.Context, json.RawMessage) (any, error) {
-				return nil, errors.New("this build cannot install updates yet")
-			},
+			"ota_install": otaInstall,
 		},
 		Log: log,
 	})

@@ -63,12 +63,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := newLogger(cfg, stdout)
+	// The OTA launcher: an installed release, or a trial, runs in place
+	// of this binary (Exec does not return).
+	if err := launch(cfg, log); err != nil {
+		log.Error().Err(err).Msg("ota: launcher; running the packaged kioskd")
+	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	err = serve(ctx, cfg, log)
 	var rb rebootRequest
 	var po powerOff
+	var or otaRestart
 	switch {
+	case errors.As(err, &or):
+		err = or.restart(log)
 	case errors.As(err, &rb):
 		err = rb.reboot(log)
 	case errors.As(err, &po):
@@ -309,7 +317,8 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		return err // checked with the config
 	}
 	periph.auto.Store(auto)
-	fl, err = startFleet(started, cfg, profile, l, t, periph, auto, hub, reboot, log)
+	agent := newOTAAgent(cfg, profile.Name, &periph.background, periph.fleet.Load, reboot, log)
+	fl, err = startFleet(started, cfg, profile, l, t, periph, agent.install, auto, hub, reboot, log)
 	if err != nil {
 		// The till sells offline; the outbox waits for a fixed config.
 		log.Error().Err(err).Msg("fleet link not started")
@@ -317,6 +326,12 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	autoCtx, stopAuto := context.WithCancel(context.Background())
 	autoDone := make(chan struct{})
 	go func() { defer close(autoDone); auto.Run(autoCtx) }()
+	// Updates: the job resumed, and the health check when this binary
+	// is a release on trial.
+	otaCtx, stopOTA := context.WithCancel(context.Background())
+	otaDone := make(chan struct{}, 2)
+	go func() { defer func() { otaDone <- struct{}{} }(); agent.run(otaCtx) }()
+	go func() { defer func() { otaDone <- struct{}{} }(); agent.checkTrial(otaCtx, t, started) }()
 
 	// The watchdog is petted through the shutdown too (the closing grace
 	// can outlast WatchdogSec), and stopped only before the ledger closes.
@@ -345,8 +360,12 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	_ = periph.lights.FadeTo(lighting.Off, 0)
 	stopAuto()
 	<-autoDone
+	stopOTA()
+	<-otaDone
+	<-otaDone
 	pa.wait() // a ledger sync it started
 	reason := "stop"
+	var restartOTA otaRestart
 	switch cause := context.Cause(ctx); {
 	case errors.Is(cause, errReboot):
 		reason = "reboot"
@@ -354,6 +373,8 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		reason = "shutdown: " + ps.Error()
 	case errors.Is(cause, errSystemShutdown):
 		reason = "system shutdown"
+	case errors.As(cause, &restartOTA):
+		reason = "ota restart: " + restartOTA.why
 	}
 	if ps.reason != "" {
 		auto.ShutdownDone() // the fleet's last tele/power says shutdown
@@ -377,6 +398,9 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		log.Info().Uint64("head", l.Head()).Msg("ledger closed; bye")
 	}
 	sp.release() // a shutdown waiting on kioskd may go on
+	if herr == nil && restartOTA.why != "" {
+		return restartOTA
+	}
 	if herr == nil && reason == "reboot" {
 		handed = true
 		return rebootRequest{sim: profile.IsSim(), sp: sp}

@@ -43,7 +43,15 @@ func buildBinary(t *testing.T, dir string) string {
 		if err != nil {
 			goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
 		}
-		if out, err := exec.Command(goBin, "build", "-o", path, dir).CombinedOutput(); err != nil {
+		var ldflags []string
+		if pkg, version, ok := strings.Cut(dir, "@"); ok {
+			// "DIR@VERSION": the binary stamped with that version.
+			ldflags = []string{"-ldflags", "-X main.Version=" + version}
+			dir = pkg
+			path = filepath.Join(tmp, "kioskd-"+version)
+		}
+		args := append(append([]string{"build", "-o", path}, ldflags...), dir)
+		if out, err := exec.Command(goBin, args...).CombinedOutput(); err != nil {
 			return "", fmt.Errorf("building %s: %v\n%s", dir, err, out)
 		}
 		return path, nil
@@ -78,8 +86,14 @@ var client = &http.Client{Timeout: 5 * time.Second}
 
 func startKioskd(t *testing.T, data, addr string, extra ...string) *proc {
 	t.Helper()
+	return startKioskdBinary(t, kioskdBinary(t), data, addr, extra...)
+}
+
+// startKioskdBinary is startKioskd with a binary of the caller's.
+func startKioskdBinary(t *testing.T, bin, data, addr string, extra ...string) *proc {
+	t.Helper()
 	args := append([]string{"--board", "sim", "--data", data, "--http", addr, "--kiosk-id", "proc-test"}, extra...)
-	cmd := exec.Command(kioskdBinary(t), args...)
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET=", "WATCHDOG_USEC=")
 	p := &proc{cmd: cmd, addr: addr, done: make(chan error, 1), log: &bytes.Buffer{}}
 	cmd.Stdout, cmd.Stderr = p.log, p.log
