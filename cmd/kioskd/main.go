@@ -243,6 +243,23 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		log.Info().Str("addr", devBrokerAddr).Msg("dev MQTT broker up")
 	}
 
+	// A release on trial is judged from its start: one whose till never
+	// comes up (a ledger it cannot open) fails its trial too.
+	var tillUp atomic.Pointer[till.Till]
+	agent := newOTAAgent(cfg, profile.Name, &periph.background, periph.fleet.Load, reboot, log)
+	otaCtx, stopOTA := context.WithCancel(context.Background())
+	defer stopOTA()
+	trialDone := make(chan struct{})
+	go func() {
+		defer close(trialDone)
+		agent.checkTrial(otaCtx, func() error {
+			if t := tillUp.Load(); t != nil {
+				return t.Ready()
+			}
+			return errors.New("the till is not up yet")
+		}, started)
+	}()
+
 	l, err := openLedger(ctx, filepath.Join(cfg.Data, "ledger"), ledger.Options{
 		KioskID:  cfg.KioskID,
 		Currency: cfg.Shop.Currency,
@@ -254,7 +271,14 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		SpendLimits: cfg.offlineLimit() > 0,
 	}, api, log)
 	if err != nil { // ctx ended before the ledger opened
-		return shutdownHTTP(httpSrv, httpDone, log)
+		stopOTA()
+		<-trialDone
+		herr := shutdownHTTP(httpSrv, httpDone, log)
+		var restart otaRestart
+		if errors.As(context.Cause(ctx), &restart) && herr == nil {
+			return restart // a trial that never got its ledger: back to the previous release
+		}
+		return herr
 	}
 	if err := periph.startReceipts(ctx, l, profile, world, cfg, log); err != nil {
 		// Sales go on without receipts; the jobs wait in the ledger.
@@ -278,6 +302,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		}})
 	api.SetTill(t)
 	periph.setTill(t)
+	tillUp.Store(t)
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyReady+"\nSTATUS=selling")
 	log.Info().Uint64("head", l.Head()).Uint64("outbox", l.OutboxLen()).Msg("till ready")
 	// The automation exists before the fleet link, which hands it the
@@ -317,7 +342,6 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		return err // checked with the config
 	}
 	periph.auto.Store(auto)
-	agent := newOTAAgent(cfg, profile.Name, &periph.background, periph.fleet.Load, reboot, log)
 	fl, err = startFleet(started, cfg, profile, l, t, periph, agent.install, auto, hub, reboot, log)
 	if err != nil {
 		// The till sells offline; the outbox waits for a fixed config.
@@ -328,10 +352,8 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	go func() { defer close(autoDone); auto.Run(autoCtx) }()
 	// Updates: the job resumed, and the health check when this binary
 	// is a release on trial.
-	otaCtx, stopOTA := context.WithCancel(context.Background())
-	otaDone := make(chan struct{}, 2)
-	go func() { defer func() { otaDone <- struct{}{} }(); agent.run(otaCtx) }()
-	go func() { defer func() { otaDone <- struct{}{} }(); agent.checkTrial(otaCtx, t, started) }()
+	otaDone := make(chan struct{})
+	go func() { defer close(otaDone); agent.run(otaCtx) }()
 
 	// The watchdog is petted through the shutdown too (the closing grace
 	// can outlast WatchdogSec), and stopped only before the ledger closes.
@@ -362,7 +384,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	<-autoDone
 	stopOTA()
 	<-otaDone
-	<-otaDone
+	<-trialDone
 	pa.wait() // a ledger sync it started
 	reason := "stop"
 	var restartOTA otaRestart

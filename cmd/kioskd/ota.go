@@ -14,7 +14,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/microretail/kioskd/firmware/till"
 	"github.com/microretail/kioskd/ota"
 	"github.com/microretail/kioskd/telemetry"
 )
@@ -254,7 +253,7 @@ func (a *otaAgent) run(ctx context.Context) {
 // health_timeout, it fails the trial and restarts into the previous
 // release. A crash or a watchdog reset before that counts as a failed
 // boot in the launcher.
-func (a *otaAgent) checkTrial(ctx context.Context, t *till.Till, started time.Time) {
+func (a *otaAgent) checkTrial(ctx context.Context, ready func() error, started time.Time) {
 	tr, on, err := a.slots.TrialStatus()
 	if err != nil {
 		a.log.Warn().Err(err).Msg("ota: trial status")
@@ -277,8 +276,8 @@ func (a *otaAgent) checkTrial(ctx context.Context, t *till.Till, started time.Ti
 		case now := <-tick.C:
 			healthy := true
 			switch s := a.fleet(); {
-			case t.Ready() != nil:
-				healthy, why = false, "the till is not ready: "+t.Ready().Error()
+			case ready() != nil:
+				healthy, why = false, "the till is not ready: "+ready().Error()
 			case s != nil && !s.Connected() && now.Sub(started) < grace:
 				healthy, why = false, "waiting for the fleet link (or the offline grace)"
 			}

@@ -152,3 +152,128 @@ func TestOTAUpdateAndCommit(t *testing.T) {
 		t.Errorf("the launcher did not say what it started")
 	}
 }
+
+// otaSetup runs kioskd 1.0.0 online on a real Mosquitto with a trust
+// store, and sends it rel. conf's [ota] gets extra settings.
+func otaSetup(t *testing.T, fx *otaFixture, extra string) (b *mosquitto.Broker, data, addr, conf, oldBin string, p *proc, w *fleetWatch) {
+	t.Helper()
+	oldBin = buildBinary(t, ".@1.0.0")
+	b = mosquitto.Start(t, mosquitto.Options{})
+	data, addr = t.TempDir(), freeAddr(t)
+	conf = filepath.Join(t.TempDir(), "kioskd.toml")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("[ota]\nkeys = %q\n%s", fx.keys, extra)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p = startKioskdBinary(t, oldBin, data, addr, "--mqtt", b.URL(), "--config", conf)
+	p.waitReady(t)
+	w = watchFleet(t, b.URL(), "kiosk/proc-test/#")
+	w.status(t, p, "online, 1.0.0", func(s telemetry.Status, _ bool) bool { return s.State == "online" && s.Version == "1.0.0" })
+	return
+}
+
+func (w *fleetWatch) install(t *testing.T, p *proc, rel otaRelease) {
+	t.Helper()
+	w.send(t, "kiosk/proc-test/cmd", telemetry.Command{ID: "ota-" + rel.version, Cmd: "ota_install",
+		Args: json.RawMessage(fmt.Sprintf(`{"envelope":%s,"job":"j-%s"}`, rel.envelope, rel.version))})
+	if r := w.result(t, "ota-"+rel.version); !r.OK {
+		t.Fatalf("ota_install: %+v\n%s", r, p.log)
+	}
+}
+
+// waitOTA waits for the job's status in state.
+func (w *fleetWatch) waitOTA(t *testing.T, state string, d time.Duration) telemetry.OTAStatus {
+	t.Helper()
+	return wait(t, w, "/ota", "ota "+state, d, func(s telemetry.OTAStatus, _ paho.Message) bool { return s.State == state })
+}
+
+// TestOTACrashingReleaseRollsBack: a release that dies at start is
+// restarted (as systemd does) until the launcher has counted its trial
+// boots; then 1.0.0 runs again and the fleet hears why.
+func TestOTACrashingReleaseRollsBack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds kioskd and updates it to a release that crashes")
+	}
+	fx := newOTAFixture(t)
+	crash := filepath.Join(t.TempDir(), "kioskd-crash")
+	if err := os.WriteFile(crash, []byte("#!/bin/sh\necho 'panic: the new release is broken' >&2\nexit 2\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rel := fx.sign(t, crash, "1.1.0", serveFile(t, crash).URL+"/artifact")
+	b, data, addr, conf, oldBin, p, w := otaSetup(t, fx, "")
+	w.install(t, p, rel)
+	w.waitOTA(t, "trial", 60*time.Second)
+
+	// systemd's Restart=always: start the packaged binary again each time
+	// the release dies, until kioskd answers.
+	for start := 1; ; start++ {
+		select {
+		case <-p.done:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("start %d still running without answering\n%s", start, p.log)
+		}
+		if start > 6 {
+			t.Fatalf("still crashing after %d starts", start)
+		}
+		p = startKioskdBinary(t, oldBin, data, addr, "--mqtt", b.URL(), "--config", conf)
+		if p.answers(10 * time.Second) {
+			break
+		}
+	}
+	defer stopKioskd(t, p)
+	st := w.waitOTA(t, "rolled_back", 30*time.Second)
+	if !strings.Contains(st.Error, "crashed 3 times in trial") || st.Running != "1.0.0" {
+		t.Fatalf("rolled back %+v", st)
+	}
+	if _, hz, _ := p.get("/healthz"); hz["version"] != "1.0.0" {
+		t.Fatalf("running %v after the rollback", hz["version"])
+	}
+}
+
+// TestOTAUnhealthyReleaseRollsBack: a release that runs but never becomes
+// healthy (here it cannot reach the fleet, and the offline grace is
+// longer than the health timeout) fails its own trial and restarts into
+// 1.0.0, which reports the reason.
+func TestOTAUnhealthyReleaseRollsBack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds two kioskd binaries and updates one to the other")
+	}
+	fx := newOTAFixture(t)
+	newBin := buildBinary(t, ".@1.1.0")
+	rel := fx.sign(t, newBin, "1.1.0", serveFile(t, newBin).URL+"/artifact")
+	b, _, _, _, _, p, w := otaSetup(t, fx, "trial_uptime = \"2s\"\nhealth_timeout = \"8s\"\noffline_grace = \"10m\"\n")
+	defer stopKioskd(t, p)
+	w.install(t, p, rel)
+	w.waitOTA(t, "trial", 60*time.Second)
+	b.Stop() // the fleet is gone while 1.1.0 is on trial
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(p.log.String(), "ota: trial failed; back to the previous release") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the trial did not fail\n%s", p.log)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	b.Restart(0)
+	st := w.waitOTA(t, "rolled_back", 60*time.Second)
+	if !strings.Contains(st.Error, "not healthy 8s after start") || st.Running != "1.0.0" {
+		t.Fatalf("rolled back %+v", st)
+	}
+}
+
+// answers waits up to d for /healthz to answer 200; false if kioskd
+// exited first or did not answer in time (the exit stays on p.done).
+func (p *proc) answers(d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-p.done:
+			p.done <- err // for the caller, who waits on it
+			return false
+		default:
+		}
+		if code, _, err := p.get("/healthz"); err == nil && code == 200 {
+			return true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return false
+}
