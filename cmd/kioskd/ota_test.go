@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,6 +32,7 @@ type otaRelease struct {
 // otaFixture is a trust store directory and the key that signs into it.
 type otaFixture struct {
 	keys string
+	priv ed25519.PrivateKey // the trusted key
 	sign func(t *testing.T, bin, version string, url string) otaRelease
 }
 
@@ -43,24 +46,35 @@ func newOTAFixture(t *testing.T) *otaFixture {
 	if err := ota.WritePublicKey(filepath.Join(keys, "fleet.pub"), pub); err != nil {
 		t.Fatal(err)
 	}
-	f := &otaFixture{keys: keys}
+	f := &otaFixture{keys: keys, priv: priv}
 	f.sign = func(t *testing.T, bin, version, url string) otaRelease {
 		t.Helper()
-		b, err := os.ReadFile(bin)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sum := sha256.Sum256(b)
-		m := map[string]any{"version": version, "boards": []string{"sim"}, "sha256": hex.EncodeToString(sum[:]),
-			"size": len(b), "url": url, "kind": "binary"}
-		raw, _ := json.Marshal(m)
-		env, err := ota.Sign(raw, priv)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return otaRelease{envelope: env, version: version}
+		return f.signWith(t, priv, manifestFor(t, bin, version, url))
 	}
 	return f
+}
+
+// manifestFor is the manifest of bin for the sim board.
+func manifestFor(t *testing.T, bin, version, url string) map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	return map[string]any{"version": version, "boards": []string{"sim"}, "sha256": hex.EncodeToString(sum[:]),
+		"size": len(b), "url": url, "kind": "binary"}
+}
+
+// signWith signs m with priv.
+func (f *otaFixture) signWith(t *testing.T, priv ed25519.PrivateKey, m map[string]any) otaRelease {
+	t.Helper()
+	raw, _ := json.Marshal(m)
+	env, err := ota.Sign(raw, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return otaRelease{envelope: env, version: m["version"].(string)}
 }
 
 // serveFile serves path's bytes at /artifact, with Range support.
@@ -276,4 +290,152 @@ func (p *proc) answers(d time.Duration) bool {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return false
+}
+
+// TestOTARefusals: releases the kiosk must refuse before anything is
+// switched: a key it does not trust, a broken signature, another board, a
+// downgrade, and an artifact that does not match its signed manifest.
+// Each is answered with the reason; the kiosk stays on 1.0.0 and sells.
+func TestOTARefusals(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds kioskd and refuses releases to it")
+	}
+	fx := newOTAFixture(t)
+	art := filepath.Join(t.TempDir(), "kioskd-1.1.0")
+	if err := os.WriteFile(art, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	srv := serveFile(t, art)
+	_, data, _, _, _, p, w := otaSetup(t, fx, "")
+	defer stopKioskd(t, p)
+
+	_, stranger, _ := ota.GenerateKey(rand.Reader)
+	bad := fx.sign(t, art, "1.1.0", srv.URL+"/artifact")
+	var env map[string]any
+	_ = json.Unmarshal(bad.envelope, &env)
+	sig := env["signatures"].([]any)[0].(map[string]any)
+	s := []byte(sig["sig"].(string))
+	s[3] ^= 'A' ^ 'B'
+	sig["sig"] = string(s)
+	bad.envelope, _ = json.Marshal(env)
+	board := manifestFor(t, art, "1.1.0", srv.URL+"/artifact")
+	board["boards"] = []string{"rpi4b"}
+	down := manifestFor(t, art, "0.9.0", srv.URL+"/artifact")
+	for i, c := range []struct {
+		rel  otaRelease
+		want string
+	}{
+		{fx.signWith(t, stranger, manifestFor(t, art, "1.1.0", srv.URL+"/artifact")), "not signed by a trusted key"},
+		{bad, "signature"},
+		{fx.signWith(t, fx.priv, board), "another board"},
+		{fx.signWith(t, fx.priv, down), "not newer"},
+	} {
+		id := fmt.Sprint("refuse-", i)
+		w.send(t, "kiosk/proc-test/cmd", telemetry.Command{ID: id, Cmd: "ota_install",
+			Args: json.RawMessage(fmt.Sprintf(`{"envelope":%s}`, c.rel.envelope))})
+		if r := w.result(t, id); r.OK || !strings.Contains(r.Error, c.want) {
+			t.Errorf("case %d: %+v, want refused with %q", i, r, c.want)
+		}
+	}
+
+	// Signed and checked, but the server's bytes are not the manifest's:
+	// the job fails after the download and nothing is switched.
+	good := fx.sign(t, art, "1.1.0", srv.URL+"/artifact")
+	if err := os.WriteFile(art, []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil { // same size, other bytes
+		t.Fatal(err)
+	}
+	w.install(t, p, good)
+	st := w.waitOTA(t, "failed", 60*time.Second)
+	if !strings.Contains(st.Error, "does not match") || st.Running != "1.0.0" {
+		t.Fatalf("a corrupt artifact: %+v", st)
+	}
+	if _, err := os.Stat(filepath.Join(data, "ota", "boot.json")); err == nil {
+		t.Fatal("a boot state was written for a release that failed its download")
+	}
+	if _, hz, _ := p.get("/healthz"); hz["version"] != "1.0.0" {
+		t.Fatalf("running %v", hz["version"])
+	}
+	p.mustPost(t, "/api/checkout", `{"payment":"cash","idempotency_key":"after-refusals","lines":[{"sku":"CHAI","qty":1}]}`)
+}
+
+// TestOTADownloadResumesAfterSIGKILL: a download cut off by a SIGKILL of
+// kioskd (a power cut) resumes from the offset it persisted, not from
+// zero, after the restart, and the update completes.
+func TestOTADownloadResumesAfterSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds two kioskd binaries and updates one to the other")
+	}
+	fx := newOTAFixture(t)
+	newBin := buildBinary(t, ".@1.1.0")
+	var (
+		mu     sync.Mutex
+		ranges []string
+		served int64
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		ranges = append(ranges, r.Header.Get("Range"))
+		mu.Unlock()
+		cw := &countingWriter{ResponseWriter: w}
+		http.ServeFile(cw, r, newBin)
+		mu.Lock()
+		served += cw.n
+		mu.Unlock()
+	}))
+	t.Cleanup(srv.Close)
+	rel := fx.sign(t, newBin, "1.1.0", srv.URL+"/artifact")
+	size := rel.size(t)
+	// The kiosk caps its own download so the SIGKILL lands in the middle.
+	b, data, addr, conf, oldBin, p, w := otaSetup(t, fx, fmt.Sprintf("rate = %d\ntrial_uptime = \"2s\"\n", size/8))
+	w.install(t, p, rel)
+	wait(t, w, "/ota", "download past a fifth", 30*time.Second, func(s telemetry.OTAStatus, _ paho.Message) bool {
+		return s.State == "downloading" && s.Progress > 20
+	})
+	_ = p.cmd.Process.Kill()
+	<-p.done
+
+	p = startKioskdBinary(t, oldBin, data, addr, "--mqtt", b.URL(), "--config", conf)
+	defer func() {
+		select {
+		case <-p.done:
+		default:
+			stopKioskd(t, p)
+		}
+	}()
+	w.waitOTA(t, "committed", 90*time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	resumed := false
+	for _, r := range ranges {
+		resumed = resumed || strings.HasPrefix(r, "bytes=") && r != "bytes=0-"
+	}
+	if !resumed || served >= 2*size {
+		t.Fatalf("requests %q, %d bytes served for %d: the download started over", ranges, served, size)
+	}
+	t.Logf("requests %q: %d bytes served for an artifact of %d", ranges, served, size)
+}
+
+// size is the release's artifact size, from its manifest.
+func (r otaRelease) size(t *testing.T) int64 {
+	t.Helper()
+	var env struct{ Manifest []byte }
+	if err := json.Unmarshal(r.envelope, &env); err != nil {
+		t.Fatal(err)
+	}
+	var m struct{ Size int64 }
+	if err := json.Unmarshal(env.Manifest, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m.Size
+}
+
+type countingWriter struct {
+	http.ResponseWriter
+	n int64
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(b)
+	c.n += int64(n)
+	return n, err
 }
