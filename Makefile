@@ -62,6 +62,7 @@ bench:
 	$(GO) run ./bench/fleet
 	$(GO) test -run '^$$' -bench MainsLostReaction -benchtime 300x ./cmd/kioskd
 	$(GO) run ./bench/power
+	$(GO) run ./bench/ota
 
 # Stripped binaries for the boards: Pi 4/5/CM4/Zero 2 W (arm64), and
 # 32-bit Raspberry Pi OS on ARMv6 (Zero, 1) and ARMv7 (2, 3).

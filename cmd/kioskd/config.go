@@ -53,7 +53,9 @@ type OTAConfig struct {
 	// TrialUptime: a release on trial commits once it has been up and
 	// healthy this long; HealthTimeout: it is rolled back if it is not
 	// healthy this long after its start; OfflineGrace: a trial with no
-	// fleet link counts as healthy once this has passed.
+	// fleet link counts as healthy once this has passed (keep it plus
+	// TrialUptime under HealthTimeout, or a kiosk offline during its trial
+	// always rolls back).
 	TrialUptime   string `toml:"trial_uptime"`
 	HealthTimeout string `toml:"health_timeout"`
 	OfflineGrace  string `toml:"offline_grace"`
@@ -289,7 +291,7 @@ func defaultConfig() Config {
 		Power: PowerConfig{Debounce: "5s", LowSoC: 30, CriticalSoC: 15, CriticalCellVolts: 3.5, CriticalRuntime: "5m",
 			RestoreHysteresisSoC: 5, MaxOnBattery: "0s", BatteryScene: lighting.Battery, LowScene: lighting.Night,
 			ClosingGrace: "20s", Poweroff: "auto", Logind: "auto", Cells: 1},
-		OTA: OTAConfig{Keys: "/etc/kioskd/ota-keys", TrialUptime: "2m", HealthTimeout: "10m", OfflineGrace: "10m"},
+		OTA: OTAConfig{Keys: "/etc/kioskd/ota-keys", TrialUptime: "2m", HealthTimeout: "10m", OfflineGrace: "5m"},
 		Fleet: FleetConfig{PowerEvery: "60s", BatteryPowerEvery: "10s", HealthEvery: "5m",
 			BatchMax: 500, BatchBytes: 128 << 10, AckTimeout: "30s"},
 	}
