@@ -96,6 +96,18 @@ commands:
         check the artifact against the manifest, then publish it as
         RELEASES/<sha256> and the envelope as RELEASES/<version>.manifest.json
         and RELEASES/latest.json (kept when it names a newer release)
+  ota rollout ENVELOPE --kiosks ID,ID|--all [--canary ID,ID|--canary-count N]
+        [--wave-size N|--waves N] [--max-failures N|--max-failure-rate PCT]
+        [--timeout D] [--job ID] [--keys DIR] [--wait D]
+        send the release (ota_install) to a canary group first (default:
+        the first kiosk by id), wait until each has committed, then to the
+        rest in waves (default 3), each waiting the same way up to --timeout
+        (default 30m). --all: every kiosk with a retained status, online or
+        not, whose board the release is for. Kiosks that run the version
+        already are skipped. Failed, rolled back, refused, unanswered and
+        timed-out kiosks are failures; past the threshold (default: any
+        failure) the rollout halts and sends nothing more. Exit 0 only when
+        every target committed or was already on the version
   ota status [--wait D]
         one row per kiosk: its OTA job, target version, state, progress and
         error from the retained kiosk/+/ota messages, beside the version it

@@ -44,6 +44,8 @@ func otaCommand(ctx context.Context, g *globals, args []string) int {
 		return otaPublish(g, args[1:])
 	case "status":
 		return otaStatus(ctx, g, args[1:])
+	case "rollout":
+		return otaRollout(ctx, g, args[1:])
 	}
 	fmt.Fprintf(g.stderr, "kioskctl ota: unknown command %q\n%s", args[0], usage)
 	return 2
