@@ -129,6 +129,9 @@ func newOTAAgent(cfg Config, board string, gate interface {
 	dl := &ota.Downloader{Dir: filepath.Join(dir, "download"), RateBytesPerSec: cfg.OTA.Rate, Wait: gate.Wait, Held: gate.Held}
 	a.up = &ota.Updater{Dir: dir, Installer: a.slots, Running: a.self,
 		Fetch: func(ctx context.Context, m ota.Manifest) (string, error) {
+			if path, ok := a.fetchDelta(ctx, dl, m); ok {
+				return path, nil
+			}
 			return dl.Fetch(ctx, m.URL, m.Size, m.SHA256)
 		}}
 	dl.Progress = func(p ota.Progress) {
@@ -144,6 +147,44 @@ func newOTAAgent(cfg Config, board string, gate interface {
 		a.publish(st)
 	}
 	return a
+}
+
+// fetchDelta builds m's artifact from its delta when this kiosk runs the
+// delta's base: the patch is downloaded (resumably, like a full artifact)
+// and applied to the running binary, and the result verified against m's
+// sha256. Anything else (another base, a patch that does not rebuild the
+// release) falls back to the full artifact: ok is false.
+func (a *otaAgent) fetchDelta(ctx context.Context, dl *ota.Downloader, m ota.Manifest) (string, bool) {
+	d := m.Delta
+	if d == nil {
+		return "", false
+	}
+	base, err := os.Executable()
+	if err == nil {
+		var sum string
+		if sum, err = ota.FileSHA256(base); err == nil && sum != d.BaseSHA256 {
+			return "", false // not the base: the full artifact
+		}
+	}
+	if err != nil {
+		a.log.Warn().Err(err).Msg("ota: delta: the running binary; fetching the full artifact")
+		return "", false
+	}
+	patch, err := dl.Fetch(ctx, d.URL, d.Size, d.SHA256)
+	if err != nil {
+		if ctx.Err() == nil {
+			a.log.Warn().Err(err).Msg("ota: delta download failed; fetching the full artifact")
+		}
+		return "", false
+	}
+	defer func() { _ = dl.Discard(d.SHA256); _ = os.Remove(patch) }()
+	out := filepath.Join(dl.Dir, m.SHA256+".artifact")
+	if err := ota.ApplyDelta(ctx, base, patch, out, m.Size, m.SHA256); err != nil {
+		a.log.Warn().Err(err).Msg("ota: the delta does not rebuild the release; fetching the full artifact")
+		return "", false
+	}
+	a.log.Info().Int64("delta_bytes", d.Size).Int64("artifact_bytes", m.Size).Msg("ota: rebuilt the release from its delta")
+	return out, true
 }
 
 // status is the job as kiosk/<id>/ota shows it.

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -438,4 +439,162 @@ func (c *countingWriter) Write(b []byte) (int, error) {
 	n, err := c.ResponseWriter.Write(b)
 	c.n += int64(n)
 	return n, err
+}
+
+// TestOTAPowerCuts: SIGKILL at 50 random points of updates going back and
+// forth between two releases (OSTree's interrupt loop is the model). After
+// each cut kioskd is started again, as systemd does, and must come up on
+// some release with every sale it acknowledged in its ledger.
+func TestOTAPowerCuts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("50 SIGKILLs through updates; not in -short")
+	}
+	const cuts = 50
+	fx := newOTAFixture(t)
+	newBin := buildBinary(t, ".@1.1.0")
+	srvOld, srvNew := "", serveFile(t, newBin).URL+"/artifact"
+	b, data, addr, conf, oldBin, p, w := otaSetup(t, fx, "trial_uptime = \"1s\"\nhealth_timeout = \"20s\"\noffline_grace = \"1s\"\n")
+	srvOld = serveFile(t, oldBin).URL + "/artifact"
+	// Releases both ways; force lets 1.0.0 replace 1.1.0.
+	up := fx.sign(t, newBin, "1.1.0", srvNew)
+	downM := manifestFor(t, oldBin, "1.0.0", srvOld)
+	downM["force"] = true
+	down := fx.signWith(t, fx.priv, downM)
+
+	rng := rand.Reader
+	randDelay := func() time.Duration {
+		var buf [2]byte
+		_, _ = rng.Read(buf[:])
+		return time.Duration(int(buf[0])<<8|int(buf[1])) % 2500 * time.Millisecond
+	}
+	sales := 0
+	var versions []string // the release running after each cut, as it changed
+	jobIdle := func() bool {
+		raw, err := os.ReadFile(filepath.Join(data, "ota", "job.json"))
+		if err != nil {
+			return true
+		}
+		var j struct{ State string }
+		return json.Unmarshal(raw, &j) != nil || j.State == "committed" || j.State == "rolled_back" || j.State == "failed" || j.State == "idle"
+	}
+	for cut := 0; cut < cuts; cut++ {
+		// A sale, acknowledged: it must survive every cut that follows.
+		p.mustPost(t, "/api/checkout", fmt.Sprintf(`{"payment":"cash","idempotency_key":"cut-%d","lines":[{"sku":"CHAI","qty":1}]}`, cut))
+		sales++
+		if jobIdle() {
+			_, hz, _ := p.get("/healthz")
+			rel := up
+			if hz["version"] == "1.1.0" {
+				rel = down
+			}
+			id := fmt.Sprint("cut-cmd-", cut)
+			w.send(t, "kiosk/proc-test/cmd", telemetry.Command{ID: id, Cmd: "ota_install",
+				Args: json.RawMessage(fmt.Sprintf(`{"envelope":%s,"job":"j-%d"}`, rel.envelope, cut))})
+		}
+		time.Sleep(randDelay())
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		// systemd restarts it; a release in trial that keeps being cut
+		// is rolled back by the launcher after its third boot.
+		for start := 0; ; start++ {
+			p = startKioskdBinary(t, oldBin, data, addr, "--mqtt", b.URL(), "--config", conf)
+			if p.answers(30 * time.Second) {
+				break
+			}
+			select {
+			case <-p.done:
+			default:
+				_ = p.cmd.Process.Kill()
+				<-p.done
+			}
+			if start == 5 {
+				t.Fatalf("cut %d: kioskd does not come up after %d starts\n%s", cut, start+1, p.log)
+			}
+		}
+		if n := len(p.allSales(t)); n != sales {
+			t.Fatalf("cut %d: %d sales in the ledger, want %d", cut, n, sales)
+		}
+		_, hz, _ := p.get("/healthz")
+		if v := fmt.Sprint(hz["version"]); len(versions) == 0 || versions[len(versions)-1] != v {
+			versions = append(versions, v)
+		}
+	}
+	// The cuts fell through real updates, not an idle kiosk.
+	if len(versions) < 3 {
+		t.Fatalf("the release changed only %d times in %d cuts: %v", len(versions)-1, cuts, versions)
+	}
+	t.Logf("after %d cuts the kiosk ran, in turn: %v", cuts, versions)
+	stopKioskd(t, p)
+}
+
+// TestOTADelta: a kiosk running the delta's base rebuilds the release from
+// the patch and never fetches the full artifact; a patch that does not
+// rebuild it falls back to the full artifact. Both commit.
+func TestOTADelta(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds two kioskd binaries and a delta between them")
+	}
+	oldBin, newBin := buildBinary(t, ".@1.0.0"), buildBinary(t, ".@1.1.0")
+	dir := t.TempDir()
+	patch := filepath.Join(dir, "1.0.0-1.1.0.zst")
+	start := time.Now()
+	info, err := ota.MakeDelta(oldBin, newBin, patch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, _ := os.Stat(newBin)
+	t.Logf("delta %d bytes for an artifact of %d (%.2f%%), made in %s", info.Size, full.Size(),
+		100*float64(info.Size)/float64(full.Size()), time.Since(start).Round(time.Millisecond))
+	baseSum, _ := ota.FileSHA256(oldBin)
+
+	for _, c := range []struct {
+		name    string
+		corrupt bool
+	}{{"the patch rebuilds the release", false}, {"a patch that does not falls back to the full artifact", true}} {
+		t.Run(c.name, func(t *testing.T) {
+			p := patch
+			sum, size := info.SHA256, info.Size
+			if c.corrupt {
+				b, _ := os.ReadFile(patch)
+				b[len(b)/2] ^= 0x40
+				p = filepath.Join(t.TempDir(), "bad.zst")
+				_ = os.WriteFile(p, b, 0o644)
+				sum, _ = ota.FileSHA256(p) // the download verifies; the rebuild must not
+			}
+			var fullHits, patchHits atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				switch r.URL.Path {
+				case "/artifact":
+					fullHits.Add(1)
+					http.ServeFile(w, r, newBin)
+				case "/patch":
+					patchHits.Add(1)
+					http.ServeFile(w, r, p)
+				default:
+					http.NotFound(w, r)
+				}
+			}))
+			defer srv.Close()
+			fx := newOTAFixture(t)
+			m := manifestFor(t, newBin, "1.1.0", srv.URL+"/artifact")
+			m["delta"] = map[string]any{"base_version": "1.0.0", "base_sha256": baseSum, "sha256": sum, "size": size, "url": srv.URL + "/patch"}
+			rel := fx.signWith(t, fx.priv, m)
+			_, _, _, _, _, kp, w := otaSetup(t, fx, "trial_uptime = \"1s\"\n")
+			defer func() {
+				select {
+				case <-kp.done:
+				default:
+					stopKioskd(t, kp)
+				}
+			}()
+			w.install(t, kp, rel)
+			w.waitOTA(t, "committed", 120*time.Second)
+			if patchHits.Load() == 0 {
+				t.Fatal("the patch was never fetched")
+			}
+			if c.corrupt != (fullHits.Load() > 0) {
+				t.Fatalf("full artifact fetched %d times (corrupt patch: %t)\n%s", fullHits.Load(), c.corrupt, kp.log)
+			}
+		})
+	}
 }
