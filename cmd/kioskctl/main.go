@@ -85,9 +85,12 @@ commands:
         (default NAME: ota); prints the key id
   ota sign --key F [--key F2 ...] --artifact FILE --version V --board B[,B2]
         --url URL [--min-version V] [--force] [--kind binary|image] [--out F]
+        [--delta-base OLD --delta-base-version V --delta-url URL]
         hash the artifact and sign its manifest with every key (old and new
         during a key rotation); {sha256} and {version} in URL are filled
-        in; writes the envelope to FILE.manifest.json unless --out
+        in; writes the envelope to FILE.manifest.json unless --out; with
+        --delta-base, also a delta against the previous release (written
+        as FILE.delta-from-V.zst) that kiosks running it fetch instead
   ota verify --keys DIR ENVELOPE [--board B] [--running V]
         check the signatures against the *.pub keys in DIR and, given
         --board and/or --running, whether such a kiosk would install the

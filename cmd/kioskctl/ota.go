@@ -177,6 +177,9 @@ func otaSign(g *globals, args []string) int {
 	force := fs.Bool("force", false, "allow installing over a newer or the same version (a downgrade or reinstall)")
 	kind := fs.String("kind", string(ota.KindBinary), "artifact `kind`: binary or image")
 	out := fs.String("out", "", "envelope `file` to write (default ARTIFACT.manifest.json)")
+	deltaBase := fs.String("delta-base", "", "the previous release's artifact `file`: also write a delta against it, for kiosks that run it")
+	deltaBaseVersion := fs.String("delta-base-version", "", "the `version` of --delta-base")
+	deltaURL := fs.String("delta-url", "", "where kiosks download the delta; {sha256} and {version} in it are filled in")
 	pos, ok := g.parse(fs, args)
 	switch {
 	case !ok:
@@ -187,6 +190,8 @@ func otaSign(g *globals, args []string) int {
 		return g.badUsage(name, "--key FILE is required (repeat it to sign with several keys)")
 	case *artifact == "" || *version == "" || len(boards.vals) == 0 || *rawURL == "":
 		return g.badUsage(name, "--artifact, --version, --board and --url are required")
+	case (*deltaBase == "") != (*deltaURL == "") || (*deltaBase == "") != (*deltaBaseVersion == ""):
+		return g.badUsage(name, "--delta-base, --delta-base-version and --delta-url go together")
 	}
 	if *out == "" {
 		*out = *artifact + ".manifest.json"
@@ -238,6 +243,25 @@ func otaSign(g *globals, args []string) int {
 	sum, size, err := hashFile(*artifact)
 	if err != nil {
 		return g.fail("artifact: %v", err)
+	}
+	if *deltaBase != "" {
+		// The delta sits beside the artifact: ARTIFACT.delta-from-BASEVERSION.zst.
+		bv, err := ota.ParseVersion(*deltaBaseVersion)
+		if err != nil {
+			return g.badUsage(name, "--delta-base-version: %v", err)
+		}
+		baseSum, _, err := hashFile(*deltaBase)
+		if err != nil {
+			return g.fail("delta base: %v", err)
+		}
+		patch := *artifact + ".delta-from-" + bv.String() + ".zst"
+		info, err := ota.MakeDelta(*deltaBase, *artifact, patch)
+		if err != nil {
+			return g.fail("delta: %v", err)
+		}
+		m.Delta = &ota.Delta{BaseVersion: bv, BaseSHA256: baseSum, SHA256: info.SHA256, Size: info.Size,
+			URL: strings.NewReplacer("{sha256}", info.SHA256, "{version}", v.String()).Replace(*deltaURL)}
+		fmt.Fprintf(g.stderr, "kioskctl %s: delta from %s: %d bytes in %s\n", name, bv, info.Size, patch)
 	}
 	raw, err := fill(sum, size)
 	if err != nil {
@@ -496,6 +520,13 @@ func otaPublish(g *globals, args []string) int {
 	res.Artifact, res.Copied, err = publishArtifact(*dir, artifact, m)
 	if err != nil {
 		return g.fail("%v", err)
+	}
+	if d := m.Delta; d != nil {
+		// The delta sign wrote beside the artifact, content-addressed too.
+		patch := artifact + ".delta-from-" + d.BaseVersion.String() + ".zst"
+		if _, _, err := publishArtifact(*dir, patch, ota.Manifest{SHA256: d.SHA256, Size: d.Size}); err != nil {
+			return g.fail("delta: %v (ota sign --delta-base writes it beside the artifact)", err)
+		}
 	}
 	if err := atomicfile.Write(res.Manifest, env, 0o644); err != nil {
 		return g.fail("%v", err)

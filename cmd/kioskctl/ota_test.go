@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
@@ -598,5 +599,46 @@ func TestOtaStatus(t *testing.T) {
 	}
 	if code, _, _ := cli("ota", "status", "--broker", b.URL(), "k1"); code != 2 {
 		t.Fatalf("status with an argument: %d", code)
+	}
+}
+
+// TestOtaSignAndPublishADelta: sign --delta-base writes a delta against the
+// previous release beside the artifact and names it in the manifest;
+// publish puts it beside the artifact, content-addressed; it rebuilds the
+// release from the base.
+func TestOtaSignAndPublishADelta(t *testing.T) {
+	r := newOTARelease(t)
+	next := append(append([]byte(nil), r.artifactBytes[:30_000]...), []byte("a small code change")...)
+	next = append(next, r.artifactBytes[30_000:]...)
+	nextPath := filepath.Join(r.dir, "kioskd-1.5.0")
+	if err := os.WriteFile(nextPath, next, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, env := signRelease(t, r, nextPath, "1.5.0", []string{"new"}, "--delta-base", r.artifact,
+		"--delta-base-version", "1.4.0", "--delta-url", "https://updates.example/kioskd/{sha256}")
+	m, _, _, err := ota.Open(env, storeOf(t, r.keys, "new"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := m.Delta
+	if d == nil || d.BaseVersion.String() != "1.4.0" || d.BaseSHA256 != r.sum || d.URL != "https://updates.example/kioskd/"+d.SHA256 {
+		t.Fatalf("delta %+v", d)
+	}
+	if d.Size*10 > int64(len(next)) {
+		t.Fatalf("a %d-byte delta for a %d-byte release with a 19-byte change", d.Size, len(next))
+	}
+	patch := nextPath + ".delta-from-1.4.0.zst"
+	out := filepath.Join(t.TempDir(), "rebuilt")
+	if err := ota.ApplyDelta(context.Background(), r.artifact, patch, out, m.Size, m.SHA256); err != nil {
+		t.Fatal(err)
+	}
+	rel := filepath.Join(r.dir, "releases")
+	if code, _, errs := cli("ota", "publish", "--dir", rel, res.Envelope, nextPath); code != 0 {
+		t.Fatalf("publish: %d %s", code, errs)
+	}
+	for _, sum := range []string{m.SHA256, d.SHA256} {
+		if _, err := os.Stat(filepath.Join(rel, sum)); err != nil {
+			t.Errorf("not published: %v", err)
+		}
 	}
 }
