@@ -102,12 +102,10 @@ func (r rebootRequest) Error() string { return errReboot.Error() }
 // the host, kioskd itself in place: the same process id, a new boot.
 func (r rebootRequest) reboot(log zerolog.Logger) error {
 	if r.sim {
-		exe, err := os.Executable()
-		if err != nil {
-			return err
-		}
+		// Through the launcher, as a board's boot would: a release on
+		// trial counts the boot, a newer packaged binary wins.
 		log.Info().Msg("sim board: rebooting kioskd in place")
-		return syscall.Exec(exe, os.Args, os.Environ())
+		return otaRestart{why: "reboot"}.restart(log)
 	}
 	log.Info().Msg("rebooting the board")
 	return r.sp.act("reboot")

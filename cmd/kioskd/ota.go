@@ -66,7 +66,16 @@ func launch(cfg Config, log zerolog.Logger) error {
 	log.Info().Str("exec", d.Exec).Str("version", d.Version.String()).Bool("trial", d.Trial).Str("reason", d.Reason).
 		Msg("ota: starting the installed release")
 	env := append(os.Environ(), ota.LaunchEnv+"="+job, launcherEnv+"="+self)
-	return syscall.Exec(d.Exec, append([]string{d.Exec}, os.Args[1:]...), env)
+	err = syscall.Exec(d.Exec, append([]string{d.Exec}, os.Args[1:]...), env)
+	if d.Trial {
+		// A release this board cannot run at all (another CPU, a
+		// noexec mount): its trial ends now, with the real reason,
+		// rather than after three counted boots.
+		if ferr := ota.FailTrial(otaDir(cfg), fmt.Sprintf("cannot start %s: %v", d.Exec, err)); ferr != nil {
+			log.Error().Err(ferr).Msg("ota: failing the trial that cannot start")
+		}
+	}
+	return fmt.Errorf("ota: exec %s: %w", d.Exec, err)
 }
 
 // otaRestart is serve's answer when the update needs a new start: into a
@@ -76,9 +85,16 @@ type otaRestart struct{ why string }
 
 func (r otaRestart) Error() string { return "ota: restart: " + r.why }
 
-// restart execs the launcher in place, without the mark of a launched
-// binary, so it decides afresh.
+// restart starts the launcher afresh. Under systemd kioskd exits and
+// Restart= starts the unit again: once a stop has begun (STOPPING=1),
+// systemd would ignore an exec'd process's READY and watchdog, and kill
+// it. Elsewhere it execs the launcher in place, without the mark of a
+// launched binary, so it decides afresh.
 func (r otaRestart) restart(log zerolog.Logger) error {
+	if os.Getenv("NOTIFY_SOCKET") != "" {
+		log.Info().Str("why", r.why).Msg("ota: exiting for systemd to start the launcher again")
+		return nil
+	}
 	exe := os.Getenv(launcherEnv)
 	if exe == "" {
 		var err error
@@ -110,7 +126,19 @@ type otaAgent struct {
 	fleet   func() *telemetry.Session // nil while there is no link
 	restart context.CancelCauseFunc   // ends serve with an otaRestart
 	kick    chan struct{}
+	dlDir   string
 	trial   atomic.Bool // this process is a release on trial
+	onTrial ota.Trial   // which, when it is
+	// pending: at start a trial was due that this process is not: the
+	// launcher could not start it (it logged why), so it is failed,
+	// not restarted into again and again.
+	pending bool
+	// lastPub throttles the download's progress reports.
+	lastPub struct {
+		at      time.Time
+		percent float64
+		waiting string
+	}
 }
 
 func newOTAAgent(cfg Config, board string, gate interface {
@@ -126,11 +154,13 @@ func newOTAAgent(cfg Config, board string, gate interface {
 		a.log.Warn().Err(err).Str("keys", cfg.OTA.Keys).Msg("ota: trust store")
 	}
 	a.store = store
-	dl := &ota.Downloader{Dir: filepath.Join(dir, "download"), RateBytesPerSec: cfg.OTA.Rate, Wait: gate.Wait, Held: gate.Held}
+	a.dlDir = filepath.Join(dir, "download")
+	dl := &ota.Downloader{Dir: a.dlDir, RateBytesPerSec: cfg.OTA.Rate, Wait: gate.Wait, Held: gate.Held}
 	a.up = &ota.Updater{Dir: dir, Installer: a.slots, Running: a.self,
 		Fetch: func(ctx context.Context, m ota.Manifest) (string, error) {
-			if path, ok := a.fetchDelta(ctx, dl, m); ok {
-				return path, nil
+			path, ok, err := a.fetchDelta(ctx, dl, m)
+			if ok || err != nil {
+				return path, err
 			}
 			return dl.Fetch(ctx, m.URL, m.Size, m.SHA256)
 		}}
@@ -144,7 +174,27 @@ func newOTAAgent(cfg Config, board string, gate interface {
 		if p.Waiting != "" {
 			st.Error = "paused: " + p.Waiting
 		}
+		// Retained at QoS 1 on the broker for every kiosk of a
+		// rollout: every 5%, a change of the pause, or half a minute.
+		now := time.Now()
+		if st.Progress < 100 && p.Waiting == a.lastPub.waiting && st.Progress-a.lastPub.percent < 5 && now.Sub(a.lastPub.at) < 30*time.Second {
+			return
+		}
+		a.lastPub.at, a.lastPub.percent, a.lastPub.waiting = now, st.Progress, p.Waiting
 		a.publish(st)
+	}
+	// Whether this process is the release on trial is settled here, once,
+	// before the job runs or the health check starts.
+	if tr, on, err := a.slots.TrialStatus(); err != nil {
+		a.log.Warn().Err(err).Msg("ota: trial status")
+	} else if on {
+		exe, _ := os.Executable()
+		if samePath(tr.Path, exe) || tr.Job != "" && os.Getenv(ota.LaunchEnv) == tr.Job {
+			a.trial.Store(true)
+			a.onTrial = tr
+		} else {
+			a.pending = true
+		}
 	}
 	return a
 }
@@ -152,39 +202,50 @@ func newOTAAgent(cfg Config, board string, gate interface {
 // fetchDelta builds m's artifact from its delta when this kiosk runs the
 // delta's base: the patch is downloaded (resumably, like a full artifact)
 // and applied to the running binary, and the result verified against m's
-// sha256. Anything else (another base, a patch that does not rebuild the
-// release) falls back to the full artifact: ok is false.
-func (a *otaAgent) fetchDelta(ctx context.Context, dl *ota.Downloader, m ota.Manifest) (string, bool) {
+// sha256. Another base, or a patch the server refuses or that does not
+// rebuild the release, falls back to the full artifact (ok false, no
+// error); a link that fails is an error, so the job waits for it rather
+// than turning a small download into a full one.
+func (a *otaAgent) fetchDelta(ctx context.Context, dl *ota.Downloader, m ota.Manifest) (string, bool, error) {
 	d := m.Delta
 	if d == nil {
-		return "", false
+		return "", false, nil
+	}
+	if sum, err := ota.FileSHA256(filepath.Join(dl.Dir, m.SHA256+".artifact")); err == nil && sum == m.SHA256 {
+		return filepath.Join(dl.Dir, m.SHA256+".artifact"), true, nil // rebuilt before a restart
 	}
 	base, err := os.Executable()
 	if err == nil {
 		var sum string
 		if sum, err = ota.FileSHA256(base); err == nil && sum != d.BaseSHA256 {
-			return "", false // not the base: the full artifact
+			return "", false, nil // not the base: the full artifact
 		}
 	}
 	if err != nil {
 		a.log.Warn().Err(err).Msg("ota: delta: the running binary; fetching the full artifact")
-		return "", false
+		return "", false, nil
 	}
 	patch, err := dl.Fetch(ctx, d.URL, d.Size, d.SHA256)
-	if err != nil {
-		if ctx.Err() == nil {
-			a.log.Warn().Err(err).Msg("ota: delta download failed; fetching the full artifact")
-		}
-		return "", false
+	switch {
+	case err == nil:
+	case errors.Is(err, ota.ErrCorrupt), errors.Is(err, ota.ErrUnavailable):
+		a.log.Warn().Err(err).Msg("ota: the delta cannot be had; fetching the full artifact")
+		_ = dl.Discard(d.SHA256)
+		return "", false, nil
+	default:
+		return "", false, err // the link: the job waits and resumes the delta
 	}
 	defer func() { _ = dl.Discard(d.SHA256); _ = os.Remove(patch) }()
 	out := filepath.Join(dl.Dir, m.SHA256+".artifact")
 	if err := ota.ApplyDelta(ctx, base, patch, out, m.Size, m.SHA256); err != nil {
+		if ctx.Err() != nil {
+			return "", false, err
+		}
 		a.log.Warn().Err(err).Msg("ota: the delta does not rebuild the release; fetching the full artifact")
-		return "", false
+		return "", false, nil
 	}
 	a.log.Info().Int64("delta_bytes", d.Size).Int64("artifact_bytes", m.Size).Msg("ota: rebuilt the release from its delta")
-	return out, true
+	return out, true, nil
 }
 
 // status is the job as kiosk/<id>/ota shows it.
@@ -237,6 +298,12 @@ func (a *otaAgent) install(_ context.Context, args json.RawMessage) (any, error)
 	if m.Kind != ota.KindBinary {
 		return nil, fmt.Errorf("ota: this kiosk installs kioskd binaries, not %s releases", m.Kind)
 	}
+	// The download, the artifact and the slot copy share the ledger's
+	// disk: a release that would fill it must not stop the till selling.
+	if free, err := freeBytes(filepath.Dir(a.dlDir)); err == nil && free < 3*m.Size+otaHeadroom {
+		return nil, fmt.Errorf("ota: not enough free space for %s: %d MiB free, want %d MiB (three times the artifact plus %d MiB for the ledger)",
+			m.Version, free>>20, (3*m.Size+otaHeadroom)>>20, otaHeadroom>>20)
+	}
 	id := req.Job
 	if id == "" {
 		id = fmt.Sprintf("ota-%s-%s", m.Version, m.SHA256[:8])
@@ -254,10 +321,60 @@ func (a *otaAgent) install(_ context.Context, args json.RawMessage) (any, error)
 	return map[string]any{"job": j.ID, "version": m.Version.String(), "state": j.State}, nil
 }
 
+// otaHeadroom is free space an update must leave for the ledger.
+const otaHeadroom = 256 << 20
+
+// freeBytes is the space free to kioskd on dir's filesystem, or on the
+// nearest existing parent's.
+func freeBytes(dir string) (int64, error) {
+	for {
+		var st syscall.Statfs_t
+		err := syscall.Statfs(dir, &st)
+		if err == nil {
+			return int64(st.Bavail) * int64(st.Bsize), nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return 0, err
+		}
+		dir = parent
+	}
+}
+
+// cleanDownloads removes what the download directory holds but the job
+// does not need: parts of a job that failed or was replaced, artifacts
+// installed already.
+func (a *otaAgent) cleanDownloads(j ota.Job) {
+	entries, err := os.ReadDir(a.dlDir)
+	if err != nil {
+		return
+	}
+	keep := func(name string) bool {
+		if j.State.Final() || j.State == ota.StateTrial || j.ID == "" {
+			return false
+		}
+		m := j.Manifest
+		return strings.HasPrefix(name, m.SHA256) || m.Delta != nil && strings.HasPrefix(name, m.Delta.SHA256)
+	}
+	for _, e := range entries {
+		if !keep(e.Name()) {
+			_ = os.Remove(filepath.Join(a.dlDir, e.Name()))
+		}
+	}
+}
+
 // run resumes the job at start and whenever the fleet starts one, until
 // ctx ends; after a switch it restarts kioskd into the trial.
 func (a *otaAgent) run(ctx context.Context) {
 	backoff := 30 * time.Second
+	if a.pending {
+		// A trial was due and this is not it: the launcher could not
+		// start it or count its boot (it logged why). Restarting into it
+		// again would loop; it is failed, with that said.
+		if err := a.slots.FailTrial("the launcher did not start the trial (see kioskd's log at the start before this one)"); err != nil {
+			a.log.Error().Err(err).Msg("ota: failing a trial that did not start")
+		}
+	}
 	for {
 		j, err := a.up.Resume(ctx)
 		if ctx.Err() != nil {
@@ -267,9 +384,7 @@ func (a *otaAgent) run(ctx context.Context) {
 		if err != nil {
 			a.log.Warn().Err(err).Str("job", j.ID).Msg("ota: job stopped; resuming later")
 		}
-		if j.Artifact != "" && (j.State == ota.StateTrial || j.State.Final()) {
-			_ = os.Remove(j.Artifact) // installed, or given up: the slot holds it
-		}
+		a.cleanDownloads(j)
 		if j.State == ota.StateTrial && !a.trial.Load() {
 			a.log.Info().Str("job", j.ID).Str("version", j.Manifest.Version.String()).Msg("ota: switched; restarting into the trial")
 			a.restart(otaRestart{why: "trial of " + j.Manifest.Version.String()})
@@ -295,15 +410,10 @@ func (a *otaAgent) run(ctx context.Context) {
 // release. A crash or a watchdog reset before that counts as a failed
 // boot in the launcher.
 func (a *otaAgent) checkTrial(ctx context.Context, ready func() error, started time.Time) {
-	tr, on, err := a.slots.TrialStatus()
-	if err != nil {
-		a.log.Warn().Err(err).Msg("ota: trial status")
-	}
-	exe, _ := os.Executable()
-	if !on || !samePath(tr.Path, exe) {
+	if !a.trial.Load() {
 		return
 	}
-	a.trial.Store(true)
+	tr := a.onTrial
 	a.log.Info().Str("job", tr.Job).Str("version", tr.Version.String()).Int("boot", tr.Boots).Msg("ota: on trial")
 	uptime, timeout, grace := every(a.cfg.TrialUptime), every(a.cfg.HealthTimeout), every(a.cfg.OfflineGrace)
 	tick := time.NewTicker(time.Second)
@@ -325,22 +435,31 @@ func (a *otaAgent) checkTrial(ctx context.Context, ready func() error, started t
 			if !healthy {
 				healthySince = time.Time{}
 			} else if healthySince.IsZero() {
-				healthySince = now
+				healthySince, why = now, "healthy only since "+now.Format(time.TimeOnly)
 			}
 			if healthy && now.Sub(healthySince) >= uptime {
 				reason := fmt.Sprintf("healthy for %s: the till ready", uptime)
 				if s := a.fleet(); s != nil && s.Connected() {
 					reason += ", the fleet link up"
 				}
-				if err := a.slots.CommitTrial(reason); err != nil {
+				if err := a.slots.CommitTrial(reason); errors.Is(err, ota.ErrNoTrial) {
+					// Rolled back meanwhile (by the launcher, or by
+					// hand): nothing left to judge.
+					a.trial.Store(false)
+					j, _ := a.up.Resume(ctx)
+					a.publish(a.status(j))
+					return
+				} else if err != nil {
+					// Tried again each second until the health timeout.
 					a.log.Error().Err(err).Msg("ota: commit")
-					continue
+					why = "the commit failed: " + err.Error()
+				} else {
+					a.trial.Store(false)
+					a.log.Info().Str("job", tr.Job).Str("reason", reason).Msg("ota: committed")
+					j, _ := a.up.Resume(ctx) // the job learns its outcome
+					a.publish(a.status(j))
+					return
 				}
-				a.trial.Store(false)
-				a.log.Info().Str("job", tr.Job).Str("reason", reason).Msg("ota: committed")
-				j, _ := a.up.Resume(ctx) // the job learns its outcome
-				a.publish(a.status(j))
-				return
 			}
 			if now.Sub(started) >= timeout {
 				reason := fmt.Sprintf("not healthy %s after start: %s", timeout, why)
@@ -355,12 +474,13 @@ func (a *otaAgent) checkTrial(ctx context.Context, ready func() error, started t
 	}
 }
 
-// samePath reports whether a and b name the same file.
+// samePath reports whether a and b name the same file (a relative --data
+// makes one of them relative).
 func samePath(a, b string) bool {
 	if a == "" || b == "" {
 		return false
 	}
-	ra, err1 := filepath.EvalSymlinks(a)
-	rb, err2 := filepath.EvalSymlinks(b)
-	return err1 == nil && err2 == nil && ra == rb
+	fa, err1 := os.Stat(a)
+	fb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(fa, fb)
 }
