@@ -295,7 +295,8 @@ func (p *proc) answers(d time.Duration) bool {
 
 // TestOTARefusals: releases the kiosk must refuse before anything is
 // switched: a key it does not trust, a broken signature, another board, a
-// downgrade, and an artifact that does not match its signed manifest.
+// downgrade, an artifact that does not match its signed manifest, and one
+// the server holds only part of.
 // Each is answered with the reason; the kiosk stays on 1.0.0 and sells.
 func TestOTARefusals(t *testing.T) {
 	if testing.Short() {
@@ -353,6 +354,26 @@ func TestOTARefusals(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(data, "ota", "boot.json")); err == nil {
 		t.Fatal("a boot state was written for a release that failed its download")
 	}
+	// Truncated: the server holds only part of the artifact. The sizes
+	// disagree, the job fails, and nothing is switched.
+	full := []byte("#!/bin/sh\n# release 1.2.0, padded to be cut in half\nexit 0\n")
+	long := filepath.Join(t.TempDir(), "kioskd-1.2.0")
+	short := filepath.Join(t.TempDir(), "kioskd-1.2.0-truncated")
+	if err := os.WriteFile(long, full, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(short, full[:len(full)/2], 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w.install(t, p, fx.sign(t, long, "1.2.0", serveFile(t, short).URL+"/artifact"))
+	st = w.waitOTA(t, "failed", 60*time.Second)
+	if st.Version != "1.2.0" || st.Running != "1.0.0" || st.Error == "" {
+		t.Fatalf("a truncated artifact: %+v", st)
+	}
+	if _, err := os.Stat(filepath.Join(data, "ota", "boot.json")); err == nil {
+		t.Fatal("a boot state was written for a truncated artifact")
+	}
+	t.Logf("truncated: %s", st.Error)
 	if _, hz, _ := p.get("/healthz"); hz["version"] != "1.0.0" {
 		t.Fatalf("running %v", hz["version"])
 	}
