@@ -306,6 +306,21 @@ func (s *BinarySlots) copyIn(ctx context.Context, artifact, dst string, m Manife
 			err = fmt.Errorf("ota: %w", cerr)
 		}
 	}()
+	if err := copyVerified(ctx, src, out, m, dst); err != nil {
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		return fmt.Errorf("ota: %w", err)
+	}
+	return nil
+}
+
+// copyVerified copies src to out in chunks, hashing as it goes, and checks
+// that what it copied is m's artifact, its size and sha256 (ErrCorrupt
+// otherwise). ctx ends the copy between chunks; dst names out in errors.
+// Both backends install through it: the binary slots and tryboot's
+// partitions.
+func copyVerified(ctx context.Context, src io.Reader, out io.Writer, m Manifest, dst string) error {
 	h := sha256.New()
 	buf := make([]byte, copyChunk)
 	var n int64
@@ -320,7 +335,7 @@ func (s *BinarySlots) copyIn(ctx context.Context, artifact, dst string, m Manife
 			}
 			h.Write(buf[:k])
 			if _, err := out.Write(buf[:k]); err != nil {
-				return fmt.Errorf("ota: %w", err)
+				return fmt.Errorf("ota: install %s: %s: %w", m.Version, dst, err)
 			}
 		}
 		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
@@ -332,9 +347,6 @@ func (s *BinarySlots) copyIn(ctx context.Context, artifact, dst string, m Manife
 	}
 	if sum := hex.EncodeToString(h.Sum(nil)); n != m.Size || sum != m.SHA256 {
 		return fmt.Errorf("ota: install %s: %w: the artifact has %d bytes, sha256 %s", m.Version, ErrCorrupt, n, sum)
-	}
-	if err := out.Sync(); err != nil {
-		return fmt.Errorf("ota: %w", err)
 	}
 	return nil
 }

@@ -390,32 +390,8 @@ func (s *TrybootSlots) writeDevice(ctx context.Context, artifact, device string,
 	if capacity < m.Size {
 		return fmt.Errorf("ota: install %s: %w: %s holds %d bytes, the image has %d", m.Version, ErrSlotCorrupt, device, capacity, m.Size)
 	}
-	h := sha256.New()
-	buf := make([]byte, copyChunk)
-	var n int64
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		k, rerr := io.ReadFull(src, buf)
-		if k > 0 {
-			if n += int64(k); n > m.Size {
-				return fmt.Errorf("ota: install %s: %w: the artifact is longer than %d bytes", m.Version, ErrCorrupt, m.Size)
-			}
-			h.Write(buf[:k])
-			if _, err := out.Write(buf[:k]); err != nil {
-				return fmt.Errorf("ota: install %s: %s: %w", m.Version, device, err)
-			}
-		}
-		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
-			break
-		}
-		if rerr != nil {
-			return fmt.Errorf("ota: install %s: %w", m.Version, rerr)
-		}
-	}
-	if sum := hex.EncodeToString(h.Sum(nil)); n != m.Size || sum != m.SHA256 {
-		return fmt.Errorf("ota: install %s: %w: the artifact has %d bytes, sha256 %s", m.Version, ErrCorrupt, n, sum)
+	if err := copyVerified(ctx, src, out, m, device); err != nil {
+		return err
 	}
 	if err := out.Sync(); err != nil {
 		return fmt.Errorf("ota: install %s: %s: %w", m.Version, device, err)
