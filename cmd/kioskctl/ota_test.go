@@ -12,6 +12,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -434,6 +435,8 @@ func TestOtaPublish(t *testing.T) {
 		for _, e := range entries {
 			have = append(have, e.Name())
 		}
+		// ReadDir sorts by name; the artifact's name is its random hash.
+		names = slices.Sorted(slices.Values(names))
 		if strings.Join(have, " ") != strings.Join(names, " ") {
 			t.Fatalf("%s holds %v, want %v", dir, have, names)
 		}
