@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/microretail/kioskd/internal/atomicfile"
 )
 
 // Delta updates. A delta is one zstd frame of the new artifact compressed
@@ -251,7 +253,7 @@ func ApplyDelta(ctx context.Context, base, delta, out string, wantSize int64, wa
 	if err := os.Rename(tmp, out); err != nil {
 		return fmt.Errorf("ota: apply delta: %w", err)
 	}
-	return downloadSyncDir(filepath.Dir(out))
+	return atomicfile.SyncDir(filepath.Dir(out))
 }
 
 // deltaDecoder decodes a delta frame of size bytes against base. It

@@ -301,7 +301,7 @@ func (d *Downloader) removePartial(sum string) error {
 			return fmt.Errorf("ota: %w", err)
 		}
 	}
-	return downloadSyncDir(d.Dir)
+	return atomicfile.SyncDir(d.Dir)
 }
 
 // download is one Fetch in progress.
@@ -813,7 +813,7 @@ func (r *download) finish() (bool, error) {
 	if err := os.Rename(r.part, r.final); err != nil {
 		return false, fmt.Errorf("ota: %w", err)
 	}
-	if err := downloadSyncDir(r.d.Dir); err != nil {
+	if err := atomicfile.SyncDir(r.d.Dir); err != nil {
 		return false, err
 	}
 	if err := r.d.removePartial(r.sum); err != nil {
@@ -917,19 +917,6 @@ func downloadCheckURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("ota: download URL %q is not http(s)", s)
-	}
-	return nil
-}
-
-// downloadSyncDir makes renames and removals in dir survive a power cut.
-func downloadSyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("ota: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("ota: sync %s: %w", dir, err)
 	}
 	return nil
 }

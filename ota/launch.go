@@ -207,23 +207,12 @@ func (s *BinarySlots) clear(b Boot, reason string) (Decision, error) {
 // for long enough): its release becomes the committed one and the job
 // committed with reason. Without a trial it is ErrNoTrial.
 func (s *BinarySlots) CommitTrial(reason string) error {
-	stateMu.Lock()
-	defer stateMu.Unlock()
-	b, err := s.readBootOrZero()
-	if err != nil {
-		return err
-	}
-	if b.Trial == nil {
-		return ErrNoTrial
-	}
-	if err := s.commit(b, b.Trial.Job, reason); err != nil {
-		return err
-	}
-	nb, err := s.readBoot()
-	if err != nil {
-		return err
-	}
-	return settleJob(s.fsys(), s.Dir, nb, "", s.now())
+	return s.endTrial(func(b Boot, job string) (Boot, error) {
+		if err := s.commit(b, job, reason); err != nil {
+			return Boot{}, err
+		}
+		return s.readBoot()
+	})
 }
 
 // FailTrial is called by the kioskd on trial when its health check
@@ -231,6 +220,12 @@ func (s *BinarySlots) CommitTrial(reason string) error {
 // that systemd restarts it into the committed release. Without a trial it
 // is ErrNoTrial.
 func (s *BinarySlots) FailTrial(reason string) error {
+	return s.endTrial(func(b Boot, job string) (Boot, error) { return s.rollback(b, job, reason) })
+}
+
+// endTrial ends the trial by end (a commit or a rollback of its job),
+// then settles job.json with the boot state end leaves.
+func (s *BinarySlots) endTrial(end func(b Boot, job string) (Boot, error)) error {
 	stateMu.Lock()
 	defer stateMu.Unlock()
 	b, err := s.readBootOrZero()
@@ -240,7 +235,7 @@ func (s *BinarySlots) FailTrial(reason string) error {
 	if b.Trial == nil {
 		return ErrNoTrial
 	}
-	nb, err := s.rollback(b, b.Trial.Job, reason)
+	nb, err := end(b, b.Trial.Job)
 	if err != nil {
 		return err
 	}

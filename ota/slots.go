@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/microretail/kioskd/internal/atomicfile"
 )
 
 // Errors of the slots and the boot state; test them with errors.Is.
@@ -439,19 +441,9 @@ func (s *BinarySlots) rollback(b Boot, job, reason string) (Boot, error) {
 func (s *BinarySlots) slotDir(slot string) string { return filepath.Join(s.Dir, slotsDir, slot) }
 func (s *BinarySlots) binary(slot string) string  { return filepath.Join(s.slotDir(slot), slotBinary) }
 
-func (s *BinarySlots) fsys() fileSystem {
-	if s.fs == nil {
-		return osFS{}
-	}
-	return s.fs
-}
+func (s *BinarySlots) fsys() fileSystem { return orOS(s.fs) }
 
-func (s *BinarySlots) now() time.Time {
-	if s.Clock != nil {
-		return s.Clock().UTC()
-	}
-	return time.Now().UTC()
-}
+func (s *BinarySlots) now() time.Time { return utcNow(s.Clock) }
 
 // readBoot reads and checks boot.json; an error wrapping fs.ErrNotExist
 // if there is none, ErrBadState if it is not what this package writes.
@@ -673,14 +665,20 @@ func (osFS) Rename(oldname, newname string) error        { return os.Rename(oldn
 func (osFS) Remove(name string) error                    { return os.Remove(name) }
 func (osFS) MkdirAll(dir string, perm fs.FileMode) error { return os.MkdirAll(dir, perm) }
 
-func (osFS) SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
+// orOS is f, or the OS's filesystem when f is nil (only tests inject one).
+func orOS(f fileSystem) fileSystem {
+	if f == nil {
+		return osFS{}
 	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
+	return f
 }
+
+// utcNow is clock's time, or the wall clock's when clock is nil, in UTC.
+func utcNow(clock func() time.Time) time.Time {
+	if clock != nil {
+		return clock().UTC()
+	}
+	return time.Now().UTC()
+}
+
+func (osFS) SyncDir(dir string) error { return atomicfile.SyncDir(dir) }

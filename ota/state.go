@@ -493,16 +493,6 @@ func checkJobID(id string) error {
 	return nil
 }
 
-func (u *Updater) fsys() fileSystem {
-	if u.fs == nil {
-		return osFS{}
-	}
-	return u.fs
-}
+func (u *Updater) fsys() fileSystem { return orOS(u.fs) }
 
-func (u *Updater) now() time.Time {
-	if u.Clock != nil {
-		return u.Clock().UTC()
-	}
-	return time.Now().UTC()
-}
+func (u *Updater) now() time.Time { return utcNow(u.Clock) }

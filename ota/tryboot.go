@@ -935,12 +935,7 @@ func (s *TrybootSlots) maxTrialBoots() int {
 	return DefaultMaxTrialBoots
 }
 
-func (s *TrybootSlots) fsys() fileSystem {
-	if s.fs == nil {
-		return osFS{}
-	}
-	return s.fs
-}
+func (s *TrybootSlots) fsys() fileSystem { return orOS(s.fs) }
 
 func (s *TrybootSlots) devs() blockDevices {
 	if s.dev == nil {
@@ -949,12 +944,7 @@ func (s *TrybootSlots) devs() blockDevices {
 	return s.dev
 }
 
-func (s *TrybootSlots) now() time.Time {
-	if s.Clock != nil {
-		return s.Clock().UTC()
-	}
-	return time.Now().UTC()
-}
+func (s *TrybootSlots) now() time.Time { return utcNow(s.Clock) }
 
 // ReadBootloaderDT reads the bootloader's partition and tryboot
 // properties from dir (DefaultBootloaderDT on a Pi): 32-bit big-endian

@@ -479,29 +479,15 @@ func otaPublish(g *globals, args []string) int {
 		return g.badUsage(name, "want ENVELOPE ARTIFACT")
 	}
 	envPath, artifact := pos[0], pos[1]
-	env, err := readEnvelope(envPath)
-	if err != nil {
-		return g.fail("%v", err)
-	}
-	var store *ota.TrustStore
-	if *keys != "" {
-		s, err := ota.LoadTrustStore(*keys)
-		if s.Len() == 0 {
-			return g.fail("%v", err)
-		}
-		if err != nil {
-			fmt.Fprintf(g.stderr, "kioskctl %s: warning: %v\n", name, err)
-		}
-		store = s
-	}
-	m, err := envelopeManifest(env, store)
-	if err != nil {
-		return g.fail("%s: %v", envPath, err)
+	env, m, verified, code := g.release(name, envPath, *keys)
+	if code != 0 {
+		return code
 	}
 	if err := os.MkdirAll(*dir, 0o755); err != nil {
 		return g.fail("%v", err)
 	}
-	res := otaPublished{Version: m.Version.String(), SHA256: m.SHA256, Size: m.Size, Verified: store != nil,
+	var err error
+	res := otaPublished{Version: m.Version.String(), SHA256: m.SHA256, Size: m.Size, Verified: verified,
 		Manifest: filepath.Join(*dir, m.Version.String()+".manifest.json")}
 
 	// A version names one build: never republish it with another artifact
@@ -570,6 +556,31 @@ func otaPublish(g *globals, args []string) int {
 			name, m.URL, m.SHA256)
 	}
 	return 0
+}
+
+// release reads the signed envelope at path and its manifest, its
+// signatures verified against the trust store in keys when it is given;
+// a non-zero code is the command's exit on failure, said.
+func (g *globals) release(name, path, keys string) (env []byte, m ota.Manifest, verified bool, code int) {
+	env, err := readEnvelope(path)
+	if err != nil {
+		return nil, m, false, g.fail("%v", err)
+	}
+	var store *ota.TrustStore
+	if keys != "" {
+		s, err := ota.LoadTrustStore(keys)
+		if s.Len() == 0 {
+			return nil, m, false, g.fail("%v", err)
+		}
+		if err != nil {
+			fmt.Fprintf(g.stderr, "kioskctl %s: warning: %v\n", name, err)
+		}
+		store = s
+	}
+	if m, err = envelopeManifest(env, store); err != nil {
+		return nil, m, false, g.fail("%s: %v", path, err)
+	}
+	return env, m, store != nil, 0
 }
 
 // envelopeManifest returns the manifest in a signed envelope. With a trust
@@ -653,25 +664,12 @@ func publishArtifact(dir, src string, m ota.Manifest) (dst string, copied bool, 
 		err = os.Rename(tmp.Name(), dst)
 	}
 	if err == nil {
-		err = syncDir(dir)
+		err = atomicfile.SyncDir(dir)
 	}
 	if err != nil {
 		return "", false, err
 	}
 	return dst, true, nil
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
 }
 
 // status

@@ -543,24 +543,9 @@ func otaRollout(ctx context.Context, g *globals, args []string) int {
 	}
 	limitBy := threshold{maxFailures: *maxFailures, ratePct: *maxRate, rate: set["max-failure-rate"]}
 
-	env, err := readEnvelope(pos[0])
-	if err != nil {
-		return g.fail("%v", err)
-	}
-	var store *ota.TrustStore
-	if *keys != "" {
-		s, err := ota.LoadTrustStore(*keys)
-		if s.Len() == 0 {
-			return g.fail("%v", err)
-		}
-		if err != nil {
-			fmt.Fprintf(g.stderr, "kioskctl %s: warning: %v\n", name, err)
-		}
-		store = s
-	}
-	m, err := envelopeManifest(env, store)
-	if err != nil {
-		return g.fail("%s: %v", pos[0], err)
+	env, m, _, code := g.release(name, pos[0], *keys)
+	if code != 0 {
+		return code
 	}
 	version := m.Version.String()
 	if *job == "" {

@@ -37,12 +37,18 @@ func Write(path string, data []byte, perm os.FileMode) (err error) {
 	if err = os.Rename(f.Name(), path); err != nil {
 		return fmt.Errorf("atomicfile: %w", err)
 	}
+	return SyncDir(dir)
+}
+
+// SyncDir fsyncs the directory dir, so the creations, renames and
+// removals made in it survive a power cut.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("atomicfile: %w", err)
 	}
 	defer d.Close()
-	if err = d.Sync(); err != nil {
+	if err := d.Sync(); err != nil {
 		return fmt.Errorf("atomicfile: sync %s: %w", dir, err)
 	}
 	return nil
