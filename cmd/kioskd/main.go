@@ -323,11 +323,10 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		}}
 	// A boot after a battery shutdown waits for mains with the till
 	// closed, rather than trade on to the next latch and go down again.
-	restFile := filepath.Join(cfg.Data, "power", "battery-shutdown")
-	pa.restFile = restFile
-	resting := restingReason(restFile)
+	pa.restFile = filepath.Join(cfg.Data, "power", "battery-shutdown")
+	resting := restingReason(pa.restFile)
 	if resting != "" {
-		pa.rest(t, restFile, log)
+		pa.rest(t)
 	}
 	powerActs.Store(pa)
 	capacity := cfg.Power.CapacityAh

@@ -70,11 +70,9 @@ func (ps *peripherals) powerStatus() power.Status {
 	st := ps.sensors.Status()
 	if a := ps.auto.Load(); a != nil {
 		st.Mode = string(a.Mode())
-		if m, src := a.Mains(); src != power.SourceLine {
-			st.Mains = m
-			st.MainsSource = src
-		} else {
-			st.MainsSource = src
+		m, src := a.Mains()
+		if st.MainsSource = src; src != power.SourceLine {
+			st.Mains = m // the battery's trend stands in for the line
 		}
 		if e, ok := a.Estimate(); ok {
 			st.Battery.RuntimeS = &e.RuntimeS

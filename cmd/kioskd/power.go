@@ -166,10 +166,10 @@ func (a *powerActions) Shutdown(reason string) {
 }
 
 // rest starts the boot after a battery shutdown closed, waiting for mains,
-// with the low scene: t says why on the screen. When mains returns (or a
-// charged pack) the till reopens and file, the record of the shutdown,
-// goes.
-func (a *powerActions) rest(t *till.Till, file string, log zerolog.Logger) {
+// with the low scene and background work held: t says why on the screen.
+// When mains returns the till reopens and restFile, the record of the
+// shutdown, goes.
+func (a *powerActions) rest(t *till.Till) {
 	a.mu.Lock()
 	a.resting = true
 	a.unrest = func() {
@@ -180,8 +180,8 @@ func (a *powerActions) rest(t *till.Till, file string, log zerolog.Logger) {
 			a.background.Release()
 		}
 		t.Reopen()
-		if err := os.Remove(file); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			log.Error().Err(err).Msg("cannot forget the battery shutdown: the next boot will wait for mains")
+		if err := os.Remove(a.restFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			a.log.Error().Err(err).Msg("cannot forget the battery shutdown: the next boot will wait for mains")
 		}
 	}
 	a.mu.Unlock()
